@@ -1,0 +1,3 @@
+//! `log-simulator`: sends realistic logs with labeled anomalies to the service.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! RawLog -> ParsedLog: pure functions, no I/O.
