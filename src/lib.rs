@@ -1,7 +1,17 @@
 //! aioops-mcp-iforest: real-time log anomaly detection.
 //!
-//! The library holds all the logic; `main.rs` and `bin/log-simulator.rs` are thin front ends.
+//! Logs arrive through [`api`], flow through [`pipeline`] (parse → detect → store), and teach
+//! [`learn`] each service's baseline. The isolation forest itself is [`forest`]. `main.rs` and
+//! `bin/log-simulator.rs` are thin front ends over this library.
 
+pub mod api;
+pub mod app;
 pub mod cli;
+pub mod detect;
 pub mod forest;
+pub mod learn;
 pub mod parse;
+pub mod pipeline;
+pub mod settings;
+pub mod store;
+pub mod telemetry;

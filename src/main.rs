@@ -1,9 +1,15 @@
 //! The service binary: `aioops-mcp-iforest` serves the HTTP API; its subcommands work offline.
 //! All logic lives in the library so the simulator binary and the tests share it.
 
+use std::process::ExitCode;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use aioops_mcp_iforest::app::App;
 use aioops_mcp_iforest::cli::{self, OfflineCommand};
+use aioops_mcp_iforest::settings::Settings;
+use aioops_mcp_iforest::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Real-time log anomaly detection with per-service isolation forests.")]
@@ -20,17 +26,31 @@ enum Command {
     Offline(OfflineCommand),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => Ok(()),
+        Command::Serve => serve(),
         Command::Offline(command) => cli::run(command),
     };
     match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
+}
+
+fn serve() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    telemetry::init(&settings.log_level, settings.log_format, std::io::stderr);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = settings.api_workers {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime.enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let app = App::build(settings).await?;
+        app.run_until_stopped().await
+    })
 }

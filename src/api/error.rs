@@ -1,0 +1,117 @@
+//! `ApiError`: every failure at the HTTP edge becomes `{"detail": …}`, as FastAPI clients expect.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// One entry of a FastAPI/pydantic 422 body: `{"type","loc","msg","input"}` (+ `ctx`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldError {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub loc: Vec<Value>,
+    pub msg: String,
+    pub input: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<Value>,
+}
+
+/// Why a request failed, mapped to a status and a `detail`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 with the contract's message.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404 for an unknown resource (`{"detail": "Not Found"}` for unknown paths, as FastAPI).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 when the request conflicts with work already under way.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413 for a body or a batch over its configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 422 in FastAPI's list form.
+    #[error("request does not fit the schema")]
+    Unprocessable(Vec<FieldError>),
+    /// 503 when storage cannot serve.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// 500: the client gets a generic detail, the log gets the whole chain.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 422 with a single field error.
+    pub fn unprocessable(error: FieldError) -> Self {
+        Self::Unprocessable(vec![error])
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, detail) = match self {
+            Self::BadRequest(message) => (StatusCode::BAD_REQUEST, json!(message)),
+            Self::NotFound(message) => (StatusCode::NOT_FOUND, json!(message)),
+            Self::Conflict(message) => (StatusCode::CONFLICT, json!(message)),
+            Self::PayloadTooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, json!(message)),
+            Self::Unprocessable(errors) => (StatusCode::UNPROCESSABLE_ENTITY, json!(errors)),
+            Self::Unavailable(message) => {
+                tracing::error!(error = %message, "Storage cannot serve the request.");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!("Storage is unavailable; try again later."),
+                )
+            }
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "Request failed.");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!("Internal server error."),
+                )
+            }
+        };
+        (status, Json(json!({ "detail": detail }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(error: ApiError) -> (StatusCode, Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn internal_errors_do_not_leak_their_cause() {
+        let (status, body) = body_of(ApiError::Internal(anyhow::anyhow!("disk /secret full"))).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, json!({"detail": "Internal server error."}));
+    }
+
+    #[tokio::test]
+    async fn unprocessable_errors_use_fastapis_list_shape() {
+        let error = FieldError {
+            kind: "missing",
+            loc: vec![json!("body"), json!("logs")],
+            msg: "Field required".to_owned(),
+            input: json!({}),
+            ctx: None,
+        };
+        let (status, body) = body_of(ApiError::unprocessable(error)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            body,
+            json!({"detail": [{"type": "missing", "loc": ["body", "logs"], "msg": "Field required", "input": {}}]})
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! POST /api/v1/feedback and GET /api/v1/metrics.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::body::{Checker, JsonBody, body_loc, child};
+use crate::api::error::{ApiError, FieldError};
+use crate::app::AppState;
+use crate::parse::RawLog;
+use crate::store::FeedbackRecord;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/feedback", post(submit_feedback))
+        .route("/api/v1/metrics", get(metrics))
+}
+
+/// One label: the contract's `{"log": RawLog, "is_anomaly": 0|1}`.
+#[derive(Debug, Deserialize)]
+pub struct FeedbackItem {
+    pub log: RawLog,
+    pub is_anomaly: u8,
+}
+
+/// The contract's body: `{"feedback": [FeedbackItem…]}`.
+#[derive(Debug, Deserialize)]
+pub struct FeedbackRequest {
+    pub feedback: Vec<FeedbackItem>,
+}
+
+impl FeedbackRequest {
+    fn check(checker: &mut Checker, body: &Value) -> Option<Self> {
+        let loc = body_loc();
+        let object = checker.object(body, &loc)?;
+        let list_loc = child(&loc, "feedback");
+        let list = checker
+            .required(object, "feedback", &loc)
+            .and_then(|v| checker.list(v, &list_loc))?;
+        let items: Vec<Option<FeedbackItem>> = list
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let item_loc = child(&list_loc, index);
+                let object = checker.object(item, &item_loc)?;
+                let log = checker
+                    .required(object, "log", &item_loc)
+                    .and_then(|v| checker.raw_log(v, &child(&item_loc, "log")));
+                let label = checker
+                    .required(object, "is_anomaly", &item_loc)
+                    .and_then(|v| checker.zero_or_one(v, &child(&item_loc, "is_anomaly")));
+                Some(FeedbackItem {
+                    log: log?,
+                    is_anomaly: u8::from(label?),
+                })
+            })
+            .collect();
+        Some(Self {
+            feedback: items.into_iter().collect::<Option<_>>()?,
+        })
+    }
+}
+
+async fn submit_feedback(
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request = body.decode(FeedbackRequest::check)?;
+    // Serde accepts any u8; the contract allows only 0 and 1.
+    let bad: Vec<FieldError> = request
+        .feedback
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| item.is_anomaly > 1)
+        .map(|(index, item)| FieldError {
+            kind: "literal_error",
+            loc: vec![json!("body"), json!("feedback"), json!(index), json!("is_anomaly")],
+            msg: "Input should be 0 or 1".to_owned(),
+            input: json!(item.is_anomaly),
+            ctx: Some(json!({"expected": "0 or 1"})),
+        })
+        .collect();
+    if !bad.is_empty() {
+        return Err(ApiError::Unprocessable(bad));
+    }
+    if request.feedback.is_empty() {
+        return Err(ApiError::BadRequest(
+            "No feedback records provided.".to_owned(),
+        ));
+    }
+    let received_at = Utc::now();
+    let records: Vec<FeedbackRecord> = request
+        .feedback
+        .into_iter()
+        .map(|item| FeedbackRecord {
+            id: 0,
+            service: item.log.service,
+            source: item.log.source,
+            format_type: item.log.format_type.as_str().to_owned(),
+            raw_log: item.log.raw_log,
+            custom_config: item.log.custom_config,
+            is_anomaly: item.is_anomaly == 1,
+            received_at,
+        })
+        .collect();
+    let count = records.len();
+    state.store.insert_feedback(records).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"message": format!("Feedback received for {count} records. Thank you!")})),
+    ))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let counters = &state.pipeline.counters;
+    let feedback_received = state.store.feedback_count().await?;
+    let model_accuracy = state.learner.model_accuracy().await?;
+    Ok(Json(json!({
+        "prediction_count": counters.predictions.load(Ordering::Relaxed),
+        "anomaly_count": counters.anomalies.load(Ordering::Relaxed),
+        "last_trained": state.learner.last_trained(),
+        "feedback_received": feedback_received,
+        "model_accuracy": model_accuracy,
+        "parse_errors": counters.parse_errors.load(Ordering::Relaxed),
+        "models": state.detector.models.len(),
+        "untracked_service_logs": state.learner.untracked_logs(),
+    })))
+}

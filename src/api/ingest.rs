@@ -1,0 +1,68 @@
+//! POST /api/v1/stream/multi-source: one result per input log, in input order.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::api::body::{Checker, JsonBody, body_loc};
+use crate::api::error::ApiError;
+use crate::app::AppState;
+use crate::parse::RawLog;
+use crate::pipeline::LogResult;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/stream/multi-source", post(ingest_logs))
+}
+
+/// The contract's body: `{"logs": [RawLog…], "tags": {str: str}?}`.
+#[derive(Debug, Deserialize)]
+pub struct IngestRequest {
+    pub logs: Vec<RawLog>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+impl IngestRequest {
+    fn check(checker: &mut Checker, body: &Value) -> Option<Self> {
+        let loc = body_loc();
+        let object = checker.object(body, &loc)?;
+        let logs = checker.raw_logs(object, "logs", &loc);
+        let tags = checker.optional_string_map(object, "tags", &loc);
+        Some(Self {
+            logs: logs?,
+            tags: tags?,
+        })
+    }
+}
+
+#[tracing::instrument(skip_all, fields(logs))]
+async fn ingest_logs(
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Json<Vec<LogResult>>, ApiError> {
+    let request = body.decode(IngestRequest::check)?;
+    tracing::Span::current().record("logs", request.logs.len());
+    if request.logs.is_empty() {
+        return Err(ApiError::BadRequest(
+            "No logs provided in the request.".to_owned(),
+        ));
+    }
+    let limit = state.settings.max_logs_per_request;
+    if request.logs.len() > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{} logs in one request; the limit is {limit} (MAX_LOGS_PER_REQUEST). Split the batch.",
+            request.logs.len()
+        )));
+    }
+    let tags = request.tags.map(|tags| {
+        tags.into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect::<Map<String, Value>>()
+    });
+    let outcome = state.ingest(request.logs, tags).await?;
+    Ok(Json(outcome))
+}

@@ -1,0 +1,98 @@
+//! The HTTP edge: extract, call the domain, shape the reply. Routes sit next to their handlers.
+
+pub mod anomalies;
+pub mod body;
+pub mod error;
+pub mod feedback;
+pub mod health;
+pub mod ingest;
+pub mod training;
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::MatchedPath;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{BoxError, Json, Router};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+
+/// Every route, with tracing, a request timeout and a panic guard around them.
+pub fn router(state: AppState) -> Router {
+    let timeout = state.settings.request_timeout;
+    Router::new()
+        .merge(health::router())
+        .merge(ingest::router())
+        .merge(anomalies::router())
+        .merge(training::router())
+        .merge(feedback::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                        let path = request
+                            .extensions()
+                            .get::<MatchedPath>()
+                            .map_or("unmatched", MatchedPath::as_str);
+                        tracing::info_span!("request", method = %request.method(), path)
+                    }),
+                )
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(HandleErrorLayer::new(move |error: BoxError| {
+                    timeout_response(error, timeout)
+                }))
+                .timeout(timeout),
+        )
+}
+
+async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, Json(json!({"detail": "Not Found"})))
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"detail": "Method Not Allowed"})),
+    )
+}
+
+async fn timeout_response(error: BoxError, timeout: Duration) -> Response {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        tracing::warn!(timeout_s = timeout.as_secs_f64(), "Request timed out.");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"detail": format!("Request timed out after {:.0} s (REQUEST_TIMEOUT_SECONDS).", timeout.as_secs_f64())})),
+        )
+            .into_response()
+    } else {
+        tracing::error!(%error, "Request failed in a middleware.");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"detail": "Internal server error."})),
+        )
+            .into_response()
+    }
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = message, "Handler panicked; this is a bug.");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"detail": "Internal server error."})),
+    )
+        .into_response()
+}

@@ -1,0 +1,209 @@
+//! Start-up and shutdown: builds the state from settings, binds the listener, spawns background work,
+//! and stops gracefully (stop accepting, finish in-flight requests, close storage).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api;
+use crate::api::body::BodyLimit;
+use crate::api::error::ApiError;
+use crate::detect::Detector;
+use crate::learn::{Learner, LearnerConfig};
+use crate::parse::{Parser, RawLog};
+use crate::pipeline::{Counters, LogResult, Pipeline, PipelineLimits};
+use crate::settings::{Settings, StoreSync};
+use crate::store::{Store, StoreOptions, Synchronous};
+
+/// What every handler can reach; each field is a cheap handle.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub pipeline: Pipeline,
+    pub detector: Arc<Detector>,
+    pub store: Store,
+    pub learner: Arc<Learner>,
+}
+
+impl FromRef<AppState> for BodyLimit {
+    fn from_ref(state: &AppState) -> Self {
+        BodyLimit(state.settings.max_body_bytes)
+    }
+}
+
+impl AppState {
+    /// Runs a batch through the pipeline, then feeds the learning loop.
+    ///
+    /// # Errors
+    /// Storage failures (503).
+    pub async fn ingest(
+        &self,
+        logs: Vec<RawLog>,
+        tags: Option<Map<String, Value>>,
+    ) -> Result<Vec<LogResult>, ApiError> {
+        let outcome = self.pipeline.process(logs, tags).await?;
+        self.learner.observe(&outcome.judged);
+        Ok(outcome.results)
+    }
+}
+
+/// A built application, bound to its port, not yet serving.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Opens storage, loads models and binds `API_HOST:API_PORT` (port 0 picks a free one).
+    ///
+    /// # Errors
+    /// The data directory or database cannot be opened, or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!("creating DATA_DIR {}", settings.data_dir.display())
+        })?;
+        if let Some(path) = &settings.feedback_store_path {
+            tracing::warn!(
+                path = %path.display(),
+                "FEEDBACK_STORE_PATH is ignored: feedback is stored in the database in DATA_DIR."
+            );
+        }
+        let store_options = StoreOptions {
+            max_recent_anomalies: settings.max_recent_anomalies,
+            synchronous: match settings.store_synchronous {
+                StoreSync::Full => Synchronous::Full,
+                StoreSync::Normal => Synchronous::Normal,
+            },
+        };
+        let database = settings.database_path();
+        let store = Store::open(&database, store_options)
+            .with_context(|| format!("opening the database {}", database.display()))?;
+        let parser = Arc::new(Parser::new(settings.regex_cache_size));
+        let detector = Arc::new(Detector::new(
+            settings.alert_conditions.clone(),
+            settings.anomaly_threshold,
+        ));
+        let learner = Arc::new(Learner::new(
+            LearnerConfig::from_settings(&settings),
+            Arc::clone(&parser),
+            Arc::clone(&detector),
+            store.clone(),
+        ));
+        let loaded = learner
+            .load_models(settings.model_path.as_deref())
+            .await
+            .context("reading the model records")?;
+        tracing::info!(models = loaded, "Models loaded.");
+        let pipeline = Pipeline {
+            parser,
+            detector: Arc::clone(&detector),
+            store: store.clone(),
+            counters: Arc::new(Counters::default()),
+            limits: PipelineLimits {
+                max_raw_log_bytes: settings.max_raw_log_bytes,
+            },
+        };
+        let address = SocketAddr::new(settings.api_host, settings.api_port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding {address} (API_HOST, API_PORT)"))?;
+        let mut background = Vec::new();
+        if let Some(interval) = settings.retrain_interval {
+            background.push(tokio::spawn(Arc::clone(&learner).run_periodic(interval)));
+        }
+        let state = AppState {
+            settings: Arc::new(settings),
+            pipeline,
+            detector,
+            store,
+            learner,
+        };
+        Ok(Self {
+            listener,
+            state,
+            background,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// The state the handlers share (tests inspect it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    ///
+    /// # Errors
+    /// The server fails or storage cannot be closed cleanly.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes: stops accepting, lets in-flight requests finish, stops
+    /// background work and closes storage.
+    ///
+    /// # Errors
+    /// The server fails or storage cannot be closed cleanly.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            background,
+        } = self;
+        let address = listener.local_addr().ok();
+        tracing::info!(?address, "Serving.");
+        let router = api::router(state.clone());
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("Stopped accepting; in-flight requests finished.");
+        for task in background {
+            task.abort();
+        }
+        let store = state.store.clone();
+        drop(state);
+        store.shutdown().await.context("closing the database")?;
+        tracing::info!("Storage closed; bye.");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "Cannot listen for Ctrl-C.");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "Cannot listen for SIGTERM.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down."),
+        () = terminate => tracing::info!("SIGTERM received; shutting down."),
+    }
+}

@@ -1,0 +1,124 @@
+//! Per-service models behind one atomic pointer: readers take a snapshot without locking, a retrain
+//! publishes a whole new map in one swap, so a batch is scored wholly by the old or wholly by the new.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::forest::ModelArtifact;
+
+/// Where a model came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSource {
+    /// Fitted automatically from the service's own recent normal logs.
+    Auto,
+    /// Fitted by POST /api/v1/train.
+    TrainJob,
+    /// Loaded from a file (MODEL_PATH or DATA_DIR/models).
+    File,
+}
+
+impl ModelSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::TrainJob => "train_job",
+            Self::File => "file",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "auto" => Self::Auto,
+            "train_job" => Self::TrainJob,
+            _ => Self::File,
+        }
+    }
+}
+
+/// A fitted forest with the features it reads, ready to score a service's logs.
+#[derive(Debug, Clone)]
+pub struct ServiceModel {
+    pub service: String,
+    pub artifact: ModelArtifact,
+    pub training_samples: u64,
+    pub trained_at: DateTime<Utc>,
+    pub source: ModelSource,
+    pub job_id: Option<String>,
+}
+
+impl ServiceModel {
+    /// The decision score (`score_samples - offset`, below 0 is an outlier) of a log's features.
+    /// A feature the log lacks takes its training median; features the model never saw are ignored.
+    /// `row` is scratch space reused across logs so scoring allocates nothing.
+    pub fn decision_score(&self, feature: impl Fn(&str) -> Option<f64>, row: &mut Vec<f64>) -> f64 {
+        row.clear();
+        row.extend(
+            self.artifact
+                .feature_names
+                .iter()
+                .zip(&self.artifact.fill_values)
+                .map(|(name, fill)| feature(name).unwrap_or(*fill)),
+        );
+        self.artifact.forest.decision_function_one(row)
+    }
+
+    /// The offset under which a score counts as an outlier, as trained or calibrated.
+    pub fn threshold(&self) -> f64 {
+        self.artifact.forest.offset()
+    }
+}
+
+/// Models by service name.
+pub type ModelMap = HashMap<String, Arc<ServiceModel>>;
+
+/// The current model of every service.
+#[derive(Debug, Default)]
+pub struct ModelRegistry {
+    models: ArcSwap<ModelMap>,
+}
+
+impl ModelRegistry {
+    /// All models as of now; hold it for a whole batch.
+    pub fn snapshot(&self) -> Arc<ModelMap> {
+        self.models.load_full()
+    }
+
+    pub fn get(&self, service: &str) -> Option<Arc<ServiceModel>> {
+        self.models.load().get(service).cloned()
+    }
+
+    /// Publishes `model` for its service in one atomic swap.
+    pub fn replace(&self, model: ServiceModel) {
+        let model = Arc::new(model);
+        self.models.rcu(|current| {
+            let mut next = ModelMap::clone(current);
+            next.insert(model.service.clone(), Arc::clone(&model));
+            next
+        });
+    }
+
+    /// Publishes several models in one swap, so a batch never sees half a retrain.
+    pub fn replace_all(&self, models: Vec<ServiceModel>) {
+        let models: Vec<Arc<ServiceModel>> = models.into_iter().map(Arc::new).collect();
+        self.models.rcu(|current| {
+            let mut next = ModelMap::clone(current);
+            for model in &models {
+                next.insert(model.service.clone(), Arc::clone(model));
+            }
+            next
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.models.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,745 @@
+//! The learning loop: every service learns its own baseline from its own normal logs, retrains on a
+//! schedule or on request, and takes operator feedback, without ever pausing ingestion.
+//!
+//! - Cold start: each service keeps a bounded reservoir of recent logs that were not anomalies; when it
+//!   holds `MIN_TRAIN_SAMPLES`, the service's first model is fitted automatically.
+//! - `RETRAIN_INTERVAL_SECONDS` refits every tracked service on its reservoir.
+//! - POST /api/v1/train fits one model per service of the posted logs (a job; one at a time, a second
+//!   is refused with 409 while one is queued or running).
+//! - Fitting runs on the blocking pool; models are published in one atomic swap (see
+//!   [`crate::detect::models`]), saved as model files in `DATA_DIR/models`, and recorded in the store.
+//! - Feedback: labeled-normal logs join the service's next training set, labeled anomalies are taken out
+//!   of it, and with enough labels of both kinds the threshold is calibrated on them ([`calibrate`]).
+//!
+//! Memory is bounded: at most `MAX_TRACKED_SERVICES` reservoirs of at most `RESERVOIR_SIZE` logs. Logs
+//! of services past the cap are still judged (rules, and a model trained by a job), but do not feed
+//! automatic training; the first such service is logged and all are counted.
+
+pub mod calibrate;
+pub mod dataset;
+pub mod reservoir;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::detect::Detector;
+use crate::detect::models::{ModelSource, ServiceModel};
+use crate::detect::rules::DEFAULT_SERVICE_KEY;
+use crate::forest::{Contamination, IsolationForest, MaxSamples, ModelArtifact};
+use crate::learn::calibrate::calibrate_offset;
+use crate::learn::dataset::{FeatureRow, build_training_set};
+use crate::learn::reservoir::Reservoir;
+use crate::parse::{FormatType, Parser, RawLog};
+use crate::pipeline::JudgedLog;
+use crate::settings::{ContaminationSetting, Settings};
+use crate::store::{FeedbackRecord, ModelRecord, Store, StoreError, TrainingJobRecord};
+use crate::telemetry::spawn_blocking_in_span;
+
+/// What the learning loop needs from the settings.
+#[derive(Debug, Clone)]
+pub struct LearnerConfig {
+    pub min_train_samples: usize,
+    pub n_estimators: usize,
+    pub contamination: ContaminationSetting,
+    pub seed: u64,
+    pub reservoir_size: usize,
+    pub max_tracked_services: usize,
+    pub models_dir: PathBuf,
+}
+
+impl LearnerConfig {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            min_train_samples: settings.min_train_samples,
+            n_estimators: settings.n_estimators,
+            contamination: settings.model_contamination,
+            seed: settings.model_random_state,
+            reservoir_size: settings.reservoir_size,
+            max_tracked_services: settings.max_tracked_services,
+            models_dir: settings.models_dir(),
+        }
+    }
+}
+
+/// A training job's state, as GET /api/v1/train/{job_id} reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Why a training job was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum JobRefused {
+    #[error("A training job is already queued or running ({0}); try again when it has finished.")]
+    Busy(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What training one service produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceReport {
+    pub service: String,
+    pub samples: usize,
+    pub features: Vec<String>,
+    pub threshold: f64,
+    pub calibrated_from_feedback: bool,
+    pub feedback_normal_added: usize,
+    pub feedback_anomalies_excluded: usize,
+    pub duration_ms: f64,
+}
+
+/// Owns the reservoirs and all training.
+#[derive(Debug)]
+pub struct Learner {
+    config: LearnerConfig,
+    parser: Arc<Parser>,
+    detector: Arc<Detector>,
+    store: Store,
+    reservoirs: Mutex<HashMap<String, Reservoir>>,
+    /// Serialises fits: one at a time, whether a job, an automatic first fit or a scheduled refit.
+    training: tokio::sync::Mutex<()>,
+    /// The job queued or running, if any.
+    active_job: Mutex<Option<String>>,
+    auto_in_flight: Mutex<HashSet<String>>,
+    last_trained: Mutex<Option<DateTime<Utc>>>,
+    untracked_logs: AtomicU64,
+    warned_untracked: AtomicBool,
+}
+
+impl Learner {
+    pub fn new(config: LearnerConfig, parser: Arc<Parser>, detector: Arc<Detector>, store: Store) -> Self {
+        Self {
+            config,
+            parser,
+            detector,
+            store,
+            reservoirs: Mutex::new(HashMap::new()),
+            training: tokio::sync::Mutex::new(()),
+            active_job: Mutex::new(None),
+            auto_in_flight: Mutex::new(HashSet::new()),
+            last_trained: Mutex::new(None),
+            untracked_logs: AtomicU64::new(0),
+            warned_untracked: AtomicBool::new(false),
+        }
+    }
+
+    /// When a model was last published (trained or loaded).
+    pub fn last_trained(&self) -> Option<DateTime<Utc>> {
+        *lock(&self.last_trained)
+    }
+
+    /// Logs not sampled because `MAX_TRACKED_SERVICES` was reached.
+    pub fn untracked_logs(&self) -> u64 {
+        self.untracked_logs.load(Ordering::Relaxed)
+    }
+
+    /// Feeds the normal logs of a batch to their services' reservoirs and starts a first fit for every
+    /// service that now has enough samples and no model.
+    pub fn observe(self: &Arc<Self>, judged: &[JudgedLog]) {
+        let mut ready = Vec::new();
+        {
+            let mut reservoirs = lock(&self.reservoirs);
+            for log in judged.iter().filter(|log| !log.verdict.is_anomaly()) {
+                if log.parsed.features.is_empty() {
+                    continue;
+                }
+                let service = log.raw.service.as_str();
+                if !reservoirs.contains_key(service) {
+                    if reservoirs.len() >= self.config.max_tracked_services {
+                        self.untracked_logs.fetch_add(1, Ordering::Relaxed);
+                        if !self.warned_untracked.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                service,
+                                max = self.config.max_tracked_services,
+                                "MAX_TRACKED_SERVICES reached; further services are judged but do not learn automatically."
+                            );
+                        }
+                        continue;
+                    }
+                    reservoirs.insert(
+                        service.to_owned(),
+                        Reservoir::new(self.config.reservoir_size, self.config.seed),
+                    );
+                }
+                let Some(reservoir) = reservoirs.get_mut(service) else {
+                    continue;
+                };
+                reservoir.offer_with(|| features_of(log));
+                if reservoir.len() >= self.config.min_train_samples
+                    && self.detector.models.get(service).is_none()
+                {
+                    ready.push(service.to_owned());
+                }
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        ready.sort();
+        ready.dedup();
+        let mut in_flight = lock(&self.auto_in_flight);
+        for service in ready {
+            if in_flight.insert(service.clone()) {
+                let learner = Arc::clone(self);
+                tokio::spawn(async move {
+                    learner.refit_from_reservoir(&service, ModelSource::Auto).await;
+                    lock(&learner.auto_in_flight).remove(&service);
+                });
+            }
+        }
+    }
+
+    /// Refits every tracked service with enough samples on its reservoir (the periodic retrain).
+    pub async fn refit_all(self: &Arc<Self>) {
+        let services: Vec<String> = {
+            let reservoirs = lock(&self.reservoirs);
+            reservoirs
+                .iter()
+                .filter(|(_, r)| r.len() >= self.config.min_train_samples)
+                .map(|(service, _)| service.clone())
+                .collect()
+        };
+        for service in services {
+            self.refit_from_reservoir(&service, ModelSource::Auto).await;
+        }
+    }
+
+    /// Runs [`Self::refit_all`] every `interval` until the task is dropped.
+    pub async fn run_periodic(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            self.refit_all().await;
+        }
+    }
+
+    async fn refit_from_reservoir(self: &Arc<Self>, service: &str, source: ModelSource) {
+        let _turn = self.training.lock().await;
+        let rows = {
+            let mut reservoirs = lock(&self.reservoirs);
+            match reservoirs.get_mut(service) {
+                Some(reservoir) => reservoir.take_snapshot(),
+                None => return,
+            }
+        };
+        match self.fit_and_publish(vec![(service.to_owned(), rows)], source, None).await {
+            Ok(reports) => {
+                for report in reports {
+                    tracing::info!(
+                        service = report.service,
+                        samples = report.samples,
+                        features = ?report.features,
+                        "Service model trained from its own recent logs."
+                    );
+                }
+            }
+            Err(failures) => {
+                for (service, why) in failures {
+                    tracing::warn!(service, reason = why, "Automatic training failed.");
+                }
+            }
+        }
+    }
+
+    /// Starts a training job on posted logs; answers at once with the job id.
+    ///
+    /// # Errors
+    /// [`JobRefused::Busy`] while another job is queued or running.
+    pub async fn start_job(self: &Arc<Self>, logs: Vec<RawLog>) -> Result<String, JobRefused> {
+        let job_id = uuid::Uuid::new_v4().to_string();
+        {
+            let mut active = lock(&self.active_job);
+            if let Some(current) = active.as_ref() {
+                return Err(JobRefused::Busy(current.clone()));
+            }
+            *active = Some(job_id.clone());
+        }
+        let record = TrainingJobRecord {
+            job_id: job_id.clone(),
+            status: JobStatus::Queued.as_str().to_owned(),
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            detail: json!({"logs": logs.len()}),
+        };
+        if let Err(error) = self.store.upsert_training_job(record.clone()).await {
+            *lock(&self.active_job) = None;
+            return Err(error.into());
+        }
+        let learner = Arc::clone(self);
+        tokio::spawn(async move {
+            learner.run_job(record, logs).await;
+            *lock(&learner.active_job) = None;
+        });
+        Ok(job_id)
+    }
+
+    async fn run_job(self: &Arc<Self>, mut record: TrainingJobRecord, logs: Vec<RawLog>) {
+        let _turn = self.training.lock().await;
+        record.status = JobStatus::Running.as_str().to_owned();
+        record.started_at = Some(Utc::now());
+        self.save_job(&record).await;
+        let started = Instant::now();
+        let total = logs.len();
+        let parser = Arc::clone(&self.parser);
+        let grouped = spawn_blocking_in_span(move || group_by_service(&parser, logs)).await;
+        let (groups, unparseable) = match grouped {
+            Ok(grouped) => grouped,
+            Err(error) => {
+                self.finish_job(&mut record, JobStatus::Failed, json!({"reason": error.to_string()}))
+                    .await;
+                return;
+            }
+        };
+        let job_id = record.job_id.clone();
+        let outcome = self
+            .fit_and_publish(groups, ModelSource::TrainJob, Some(job_id))
+            .await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (status, detail) = match outcome {
+            Ok(reports) => (
+                JobStatus::Succeeded,
+                json!({"logs": total, "unparseable_logs": unparseable, "services": reports, "duration_ms": elapsed_ms}),
+            ),
+            Err(failures) => {
+                let reasons: Vec<String> = failures
+                    .iter()
+                    .map(|(service, why)| format!("{service}: {why}"))
+                    .collect();
+                (
+                    JobStatus::Failed,
+                    json!({"logs": total, "unparseable_logs": unparseable, "reason": reasons.join("; "), "duration_ms": elapsed_ms}),
+                )
+            }
+        };
+        self.finish_job(&mut record, status, detail).await;
+    }
+
+    async fn finish_job(&self, record: &mut TrainingJobRecord, status: JobStatus, detail: Value) {
+        record.status = status.as_str().to_owned();
+        record.finished_at = Some(Utc::now());
+        record.detail = detail;
+        self.save_job(record).await;
+        match status {
+            JobStatus::Failed => tracing::warn!(job_id = record.job_id, detail = %record.detail, "Training job failed."),
+            _ => tracing::info!(job_id = record.job_id, "Training job finished."),
+        }
+    }
+
+    async fn save_job(&self, record: &TrainingJobRecord) {
+        if let Err(error) = self.store.upsert_training_job(record.clone()).await {
+            tracing::error!(%error, job_id = record.job_id, "Could not record the training job's state.");
+        }
+    }
+
+    /// Fits one model per group on the blocking pool, then publishes all of them in one swap and
+    /// persists them. Services whose group cannot be trained are returned as failures, unless at
+    /// least one other service succeeded, in which case they are reported in the log.
+    async fn fit_and_publish(
+        self: &Arc<Self>,
+        groups: Vec<(String, Vec<FeatureRow>)>,
+        source: ModelSource,
+        job_id: Option<String>,
+    ) -> Result<Vec<ServiceReport>, Vec<(String, String)>> {
+        let mut feedback: HashMap<String, Vec<FeedbackRecord>> = HashMap::new();
+        for (service, _) in &groups {
+            match self.store.feedback_for_service(service.clone()).await {
+                Ok(records) => {
+                    feedback.insert(service.clone(), records);
+                }
+                Err(error) => return Err(vec![(service.clone(), format!("reading feedback: {error}"))]),
+            }
+        }
+        let learner = Arc::clone(self);
+        let job = job_id.clone();
+        let fitted = spawn_blocking_in_span(move || {
+            groups
+                .into_iter()
+                .map(|(service, rows)| {
+                    let labels = feedback.remove(&service).unwrap_or_default();
+                    let result = learner.fit_service(&service, rows, &labels, source, job.clone());
+                    (service, result)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|error| vec![("training".to_owned(), error.to_string())])?;
+        let mut models = Vec::new();
+        let mut reports = Vec::new();
+        let mut failures = Vec::new();
+        for (service, result) in fitted {
+            match result {
+                Ok((model, report)) => {
+                    models.push(model);
+                    reports.push(report);
+                }
+                Err(why) => failures.push((service, why)),
+            }
+        }
+        if models.is_empty() {
+            return Err(failures);
+        }
+        for (service, why) in &failures {
+            tracing::warn!(service, reason = why, "Service skipped in training.");
+        }
+        for model in &models {
+            self.persist(model).await;
+        }
+        self.detector.models.replace_all(models);
+        *lock(&self.last_trained) = Some(Utc::now());
+        Ok(reports)
+    }
+
+    /// Fits one service's model: its rows plus labeled-normal feedback, minus labeled anomalies,
+    /// then calibrates the threshold on the labels when there are enough.
+    fn fit_service(
+        &self,
+        service: &str,
+        mut rows: Vec<FeatureRow>,
+        feedback: &[FeedbackRecord],
+        source: ModelSource,
+        job_id: Option<String>,
+    ) -> Result<(ServiceModel, ServiceReport), String> {
+        let started = Instant::now();
+        let (normal_rows, anomalous_rows) = self.labeled_rows(feedback);
+        let before = rows.len();
+        rows.retain(|row| !anomalous_rows.contains(row));
+        let excluded = before - rows.len();
+        rows.extend(normal_rows.iter().cloned());
+        let set = build_training_set(&rows, self.config.min_train_samples)
+            .map_err(|error| error.to_string())?;
+        let contamination = match self.config.contamination {
+            ContaminationSetting::Auto => Contamination::Auto,
+            ContaminationSetting::Fraction(f) => Contamination::Fraction(f),
+        };
+        let forest = IsolationForest::params()
+            .n_estimators(self.config.n_estimators)
+            .max_samples(MaxSamples::Auto)
+            .contamination(contamination)
+            .seed(self.config.seed)
+            .check()
+            .map_err(|error| error.to_string())?
+            .fit(&set.matrix)
+            .map_err(|error| error.to_string())?;
+        let mut artifact = ModelArtifact {
+            feature_names: set.feature_names.clone(),
+            fill_values: set.fill_values.clone(),
+            forest,
+            metadata: Default::default(),
+        };
+        let score_rows = |rows: &[FeatureRow], artifact: &ModelArtifact| -> Vec<f64> {
+            let mut row = Vec::new();
+            rows.iter()
+                .map(|features| {
+                    row.clear();
+                    row.extend(
+                        artifact
+                            .feature_names
+                            .iter()
+                            .zip(&artifact.fill_values)
+                            .map(|(name, fill)| features.get(name).copied().unwrap_or(*fill)),
+                    );
+                    artifact.forest.score_sample(&row)
+                })
+                .collect()
+        };
+        let normal_scores = score_rows(&normal_rows, &artifact);
+        let anomalous_scores = score_rows(&anomalous_rows, &artifact);
+        let calibrated = if normal_scores.is_empty() || anomalous_scores.is_empty() {
+            None
+        } else {
+            let training_scores = artifact.forest.score_samples(&set.matrix);
+            calibrate_offset(
+                &normal_scores,
+                &anomalous_scores,
+                &training_scores,
+                artifact.forest.offset(),
+            )
+        };
+        if let Some(offset) = calibrated {
+            artifact.forest = artifact.forest.with_offset(offset);
+        }
+        let trained_at = Utc::now();
+        artifact.metadata.insert("service".to_owned(), service.to_owned());
+        artifact
+            .metadata
+            .insert("trained_at".to_owned(), trained_at.to_rfc3339());
+        artifact
+            .metadata
+            .insert("source".to_owned(), source.as_str().to_owned());
+        let report = ServiceReport {
+            service: service.to_owned(),
+            samples: rows.len(),
+            features: set.feature_names,
+            threshold: artifact.forest.offset(),
+            calibrated_from_feedback: calibrated.is_some(),
+            feedback_normal_added: normal_rows.len(),
+            feedback_anomalies_excluded: excluded,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        };
+        let model = ServiceModel {
+            service: service.to_owned(),
+            artifact,
+            training_samples: rows.len() as u64,
+            trained_at,
+            source,
+            job_id,
+        };
+        Ok((model, report))
+    }
+
+    /// Feature rows of labeled-normal and labeled-anomalous feedback (unparseable records skipped).
+    fn labeled_rows(&self, feedback: &[FeedbackRecord]) -> (Vec<FeatureRow>, Vec<FeatureRow>) {
+        let mut normal = Vec::new();
+        let mut anomalous = Vec::new();
+        for record in feedback {
+            let Some(raw) = raw_log_of(record) else {
+                continue;
+            };
+            let Ok(parsed) = self.parser.parse(&raw) else {
+                continue;
+            };
+            let row: FeatureRow = parsed
+                .features
+                .iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect();
+            if record.is_anomaly {
+                anomalous.push(row);
+            } else {
+                normal.push(row);
+            }
+        }
+        (normal, anomalous)
+    }
+
+    async fn persist(&self, model: &ServiceModel) {
+        let path = self.config.models_dir.join(model_file_name(&model.service));
+        let artifact = model.artifact.clone();
+        let target = path.clone();
+        let saved = spawn_blocking_in_span(move || {
+            std::fs::create_dir_all(target.parent().unwrap_or(Path::new(".")))
+                .map_err(|error| error.to_string())?;
+            artifact.save(&target).map_err(|error| error.to_string())
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(service = model.service, error, "Could not save the model file; it will not survive a restart.");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(service = model.service, %error, "Could not save the model file.");
+                return;
+            }
+        }
+        let record = ModelRecord {
+            service: model.service.clone(),
+            path: path.to_string_lossy().into_owned(),
+            feature_names: model.artifact.feature_names.clone(),
+            training_samples: model.training_samples,
+            trained_at: model.trained_at,
+            threshold: model.threshold(),
+            source: model.source.as_str().to_owned(),
+            job_id: model.job_id.clone(),
+        };
+        if let Err(error) = self.store.upsert_model(record).await {
+            tracing::error!(service = model.service, %error, "Could not record the model.");
+        }
+    }
+
+    /// Loads the models recorded in the store, then `MODEL_PATH`. A file that cannot be loaded is
+    /// logged and its service falls back to rules until retrained; start-up goes on.
+    pub async fn load_models(&self, model_path: Option<&Path>) -> Result<usize, StoreError> {
+        let records = self.store.list_models().await?;
+        let mut loaded = Vec::new();
+        for record in records {
+            let path = PathBuf::from(&record.path);
+            match load_artifact(path.clone()).await {
+                Ok(artifact) => loaded.push(ServiceModel {
+                    service: record.service,
+                    artifact,
+                    training_samples: record.training_samples,
+                    trained_at: record.trained_at,
+                    source: ModelSource::from_name(&record.source),
+                    job_id: record.job_id,
+                }),
+                Err(error) => tracing::error!(
+                    service = record.service,
+                    %error,
+                    "Model file cannot be loaded; the service is judged by rules until it is retrained."
+                ),
+            }
+        }
+        if let Some(path) = model_path {
+            match load_artifact(path.to_path_buf()).await {
+                Ok(artifact) => {
+                    let service = artifact
+                        .metadata
+                        .get("service")
+                        .cloned()
+                        .unwrap_or_else(|| DEFAULT_SERVICE_KEY.to_owned());
+                    if loaded.iter().any(|m| m.service == service) {
+                        tracing::info!(service, path = %path.display(), "MODEL_PATH skipped: a newer model of this service is stored.");
+                    } else {
+                        loaded.push(ServiceModel {
+                            service,
+                            artifact,
+                            training_samples: 0,
+                            trained_at: Utc::now(),
+                            source: ModelSource::File,
+                            job_id: None,
+                        });
+                    }
+                }
+                Err(error) => tracing::error!(%error, "MODEL_PATH cannot be loaded; services are judged by rules until trained."),
+            }
+        }
+        let count = loaded.len();
+        if let Some(newest) = loaded.iter().map(|m| m.trained_at).max() {
+            *lock(&self.last_trained) = Some(newest);
+        }
+        self.detector.models.replace_all(loaded);
+        Ok(count)
+    }
+
+    /// The share of labeled logs the current rules and models classify as the operators did.
+    pub async fn model_accuracy(self: &Arc<Self>) -> Result<Option<f64>, StoreError> {
+        let feedback = self.store.all_feedback().await?;
+        if feedback.is_empty() {
+            return Ok(None);
+        }
+        let learner = Arc::clone(self);
+        let accuracy = spawn_blocking_in_span(move || {
+            let models = learner.detector.models.snapshot();
+            let mut row = Vec::new();
+            let mut agree = 0usize;
+            let mut judged = 0usize;
+            for record in &feedback {
+                let Some(raw) = raw_log_of(record) else {
+                    continue;
+                };
+                let Ok(parsed) = learner.parser.parse(&raw) else {
+                    continue;
+                };
+                let verdict = learner.detector.evaluate(
+                    &models,
+                    &raw.service,
+                    |name| parsed.features.get(name),
+                    &mut row,
+                );
+                judged += 1;
+                agree += usize::from(verdict.is_anomaly() == record.is_anomaly);
+            }
+            (judged > 0).then(|| agree as f64 / judged as f64)
+        })
+        .await
+        .map_err(|error| StoreError::Background(error.to_string()))?;
+        Ok(accuracy)
+    }
+}
+
+/// Parses posted logs and groups their features by service; returns the groups and the count of
+/// logs that could not be parsed.
+fn group_by_service(parser: &Parser, logs: Vec<RawLog>) -> (Vec<(String, Vec<FeatureRow>)>, usize) {
+    let mut groups: HashMap<String, Vec<FeatureRow>> = HashMap::new();
+    let mut unparseable = 0;
+    for raw in logs {
+        match parser.parse(&raw) {
+            Ok(parsed) => groups.entry(raw.service).or_default().push(
+                parsed
+                    .features
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value))
+                    .collect(),
+            ),
+            Err(_) => unparseable += 1,
+        }
+    }
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    (groups, unparseable)
+}
+
+fn features_of(log: &JudgedLog) -> FeatureRow {
+    log.parsed
+        .features
+        .iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect()
+}
+
+fn raw_log_of(record: &FeedbackRecord) -> Option<RawLog> {
+    let format_type: FormatType =
+        serde_json::from_value(Value::String(record.format_type.clone())).ok()?;
+    Some(RawLog {
+        raw_log: record.raw_log.clone(),
+        service: record.service.clone(),
+        source: record.source.clone(),
+        format_type,
+        custom_config: record.custom_config.clone(),
+    })
+}
+
+async fn load_artifact(path: PathBuf) -> Result<ModelArtifact, String> {
+    spawn_blocking_in_span(move || ModelArtifact::load(&path).map_err(|error| error.to_string()))
+        .await
+        .map_err(|error| error.to_string())?
+}
+
+/// A file name for a service's model: the name made safe, plus a hash so that two services whose
+/// names differ only in unsafe characters do not share a file.
+pub fn model_file_name(service: &str) -> String {
+    let safe: String = service
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    let hash = crc32fast::hash(service.as_bytes());
+    format!("{safe}-{hash:08x}.iforest")
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind; keep serving.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_file_names_are_safe_and_distinct() {
+        let a = model_file_name("web/server");
+        let b = model_file_name("web_server");
+        assert!(a.starts_with("web_server-") && a.ends_with(".iforest"));
+        assert_ne!(a, b);
+        assert!(!model_file_name("../../etc/passwd").contains('/'));
+    }
+}

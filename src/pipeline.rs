@@ -1,0 +1,227 @@
+//! The stream pipeline: parse → detect → store → rate alerts, one result per input log, in order.
+//!
+//! It knows nothing of HTTP, so every front door (the REST API today; MCP and OTLP later) calls
+//! [`Pipeline::process`] and gets the same behaviour.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::detect::rules::RuleViolation;
+use crate::detect::{Detector, DetectorKind, Verdict};
+use crate::parse::{ParsedLog, Parser, RawLog};
+use crate::store::{AnomalyRecord, Store, StoreError};
+use crate::telemetry::spawn_blocking_in_span;
+
+/// Batches larger than this are parsed and scored on the blocking pool, so one big request cannot
+/// stall the async workers that serve everyone else.
+const INLINE_BATCH_LIMIT: usize = 256;
+
+/// The result for one input log (contract: `score`, `is_anomaly`; the rest are our additions).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogResult {
+    /// The service model's decision score; `null` when the service has no model or the log failed.
+    pub score: Option<f64>,
+    pub is_anomaly: u8,
+    pub service: String,
+    pub detector: Option<DetectorKind>,
+    pub violations: Vec<RuleViolation>,
+    /// Why the log could not be judged; such a log is never an anomaly.
+    pub error: Option<String>,
+}
+
+/// Live counters behind `/api/v1/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub predictions: AtomicU64,
+    pub anomalies: AtomicU64,
+    pub parse_errors: AtomicU64,
+}
+
+/// Limits applied per log.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineLimits {
+    pub max_raw_log_bytes: usize,
+}
+
+/// What a batch produced besides its results: the anomalies as stored, for the rate tracker.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    pub results: Vec<LogResult>,
+    pub anomalies: Vec<AnomalyRecord>,
+    /// Every log that parsed, with its verdict, for the learning loop.
+    pub judged: Vec<JudgedLog>,
+}
+
+/// Shared by every front door.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub parser: Arc<Parser>,
+    pub detector: Arc<Detector>,
+    pub store: Store,
+    pub counters: Arc<Counters>,
+    pub limits: PipelineLimits,
+}
+
+/// A log that was judged, kept for storage and learning.
+#[derive(Debug)]
+pub struct JudgedLog {
+    pub raw: RawLog,
+    pub parsed: ParsedLog,
+    pub verdict: Verdict,
+}
+
+impl Pipeline {
+    /// Processes a batch and commits its anomalies before returning.
+    ///
+    /// # Errors
+    /// Storage failures only; a log that cannot be parsed is a result with `error`, not an `Err`.
+    pub async fn process(
+        &self,
+        logs: Vec<RawLog>,
+        tags: Option<Map<String, Value>>,
+    ) -> Result<BatchOutcome, StoreError> {
+        let received_at = Utc::now();
+        let (results, judged) = if logs.len() > INLINE_BATCH_LIMIT {
+            let pipeline = self.clone();
+            spawn_blocking_in_span(move || pipeline.judge(logs))
+                .await
+                .map_err(|error| StoreError::Background(error.to_string()))?
+        } else {
+            self.judge(logs)
+        };
+        let anomalies: Vec<AnomalyRecord> = judged
+            .iter()
+            .filter(|log| log.verdict.is_anomaly())
+            .map(|log| anomaly_record(log, received_at, tags.as_ref()))
+            .collect();
+        let anomalies = if anomalies.is_empty() {
+            anomalies
+        } else {
+            let ids = self.store.insert_anomalies(anomalies.clone()).await?;
+            anomalies
+                .into_iter()
+                .zip(ids)
+                .map(|(record, id)| AnomalyRecord { id, ..record })
+                .collect()
+        };
+        self.counters
+            .anomalies
+            .fetch_add(anomalies.len() as u64, Ordering::Relaxed);
+        Ok(BatchOutcome {
+            results,
+            anomalies,
+            judged,
+        })
+    }
+
+    /// Parses and judges every log with one snapshot of the models.
+    pub fn judge(&self, logs: Vec<RawLog>) -> (Vec<LogResult>, Vec<JudgedLog>) {
+        let models = self.detector.models.snapshot();
+        let mut row = Vec::new();
+        let mut results = Vec::with_capacity(logs.len());
+        let mut judged = Vec::new();
+        for raw in logs {
+            let parsed = if raw.raw_log.len() > self.limits.max_raw_log_bytes {
+                Err(format!(
+                    "raw_log is {} bytes; the limit is {} (MAX_RAW_LOG_BYTES)",
+                    raw.raw_log.len(),
+                    self.limits.max_raw_log_bytes
+                ))
+            } else {
+                self.parser.parse(&raw).map_err(|error| error.to_string())
+            };
+            match parsed {
+                Ok(parsed) => {
+                    let verdict = self.detector.evaluate(
+                        &models,
+                        &raw.service,
+                        |name| parsed.features.get(name),
+                        &mut row,
+                    );
+                    results.push(LogResult {
+                        score: verdict.score,
+                        is_anomaly: u8::from(verdict.is_anomaly()),
+                        service: raw.service.clone(),
+                        detector: verdict.detector,
+                        violations: verdict.violations.clone(),
+                        error: None,
+                    });
+                    judged.push(JudgedLog {
+                        raw,
+                        parsed,
+                        verdict,
+                    });
+                }
+                Err(error) => {
+                    self.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
+                    results.push(LogResult {
+                        score: None,
+                        is_anomaly: 0,
+                        service: raw.service,
+                        detector: None,
+                        violations: Vec::new(),
+                        error: Some(error),
+                    });
+                }
+            }
+        }
+        self.counters
+            .predictions
+            .fetch_add(judged.len() as u64, Ordering::Relaxed);
+        (results, judged)
+    }
+}
+
+fn anomaly_record(
+    log: &JudgedLog,
+    received_at: DateTime<Utc>,
+    tags: Option<&Map<String, Value>>,
+) -> AnomalyRecord {
+    let features: BTreeMap<String, f64> = log
+        .parsed
+        .features
+        .iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
+    let mut metadata = Map::new();
+    metadata.insert(
+        "format_type".to_owned(),
+        serde_json::to_value(log.raw.format_type).unwrap_or(Value::Null),
+    );
+    if !log.parsed.attributes.is_empty() {
+        metadata.insert("attributes".to_owned(), json!(log.parsed.attributes));
+    }
+    if let Some(tags) = tags {
+        metadata.insert("tags".to_owned(), Value::Object(tags.clone()));
+    }
+    let mut context = Map::new();
+    context.insert(
+        "received_at".to_owned(),
+        json!(received_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+    );
+    context.insert(
+        "timestamp_from_log".to_owned(),
+        json!(log.parsed.timestamp.is_some()),
+    );
+    AnomalyRecord {
+        id: 0,
+        timestamp: log.parsed.timestamp.unwrap_or(received_at),
+        service: log.raw.service.clone(),
+        source: log.raw.source.clone(),
+        log_level: log.parsed.level.clone(),
+        message: log.parsed.message.clone(),
+        anomaly_score: log.verdict.score,
+        rule_violation: !log.verdict.violations.is_empty(),
+        detector: log.verdict.detector.unwrap_or(DetectorKind::Rule),
+        violations: log.verdict.violations.clone(),
+        features,
+        raw_log: log.raw.raw_log.clone(),
+        metadata,
+        context,
+    }
+}

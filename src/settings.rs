@@ -1,0 +1,607 @@
+//! Settings from the environment and `.env`: the contract's variable names, typed and validated.
+//!
+//! Every variable is parsed into the type the service uses (durations, URLs, rule tables). A bad value
+//! never falls back to a default: start-up stops with one message naming every bad variable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::detect::rate::{PartialRateRule, RateRules};
+use crate::detect::rules::{RuleSet, Thresholds};
+
+/// A value that must never reach a log line, an error or an API response (webhook URLs, routing keys).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `MODEL_CONTAMINATION`: scikit-learn's "auto" or the expected share of outliers in (0, 0.5].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ContaminationSetting {
+    Auto,
+    Fraction(f64),
+}
+
+/// How SQLite syncs commits (`STORE_SYNCHRONOUS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreSync {
+    /// fsync every commit: a 200 survives a power cut.
+    Full,
+    /// WAL's NORMAL: a 200 survives a process crash, the last commits may not survive a power cut.
+    Normal,
+}
+
+/// `GENERIC_WEBHOOK_FORMAT`: the body the generic webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The original's `{"alert_type","message","details"}` plus `status` and `fingerprint`.
+    Native,
+    /// Alertmanager's webhook JSON, version 4.
+    Alertmanager,
+}
+
+/// `LOG_FORMAT`: how tracing output looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Plain text on a terminal, JSON otherwise.
+    Auto,
+    Json,
+    Text,
+}
+
+/// Every setting of the service, typed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api_host: IpAddr,
+    pub api_port: u16,
+    /// Tokio worker threads; `None` means one per core.
+    pub api_workers: Option<usize>,
+    pub data_dir: PathBuf,
+    pub model_path: Option<PathBuf>,
+    pub model_contamination: ContaminationSetting,
+    pub model_random_state: u64,
+    pub min_train_samples: usize,
+    pub n_estimators: usize,
+    /// A model-scored log is an anomaly when its score is below 0 and below this.
+    pub anomaly_threshold: f64,
+    pub alert_conditions: RuleSet,
+    pub complex_alert_rules: RateRules,
+    pub slack_webhook_url: Option<Secret>,
+    pub pagerduty_routing_key: Option<Secret>,
+    pub pagerduty_events_url: String,
+    pub generic_webhook_url: Option<Secret>,
+    pub generic_webhook_format: WebhookFormat,
+    pub alert_repeat_interval: Duration,
+    pub alert_timeout: Duration,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub max_recent_anomalies: usize,
+    /// Accepted for compatibility; feedback lives in the database now.
+    pub feedback_store_path: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub max_logs_per_request: usize,
+    pub max_raw_log_bytes: usize,
+    pub request_timeout: Duration,
+    /// `None` turns periodic retraining off.
+    pub retrain_interval: Option<Duration>,
+    pub max_tracked_services: usize,
+    pub reservoir_size: usize,
+    pub regex_cache_size: usize,
+    pub store_synchronous: StoreSync,
+}
+
+/// Start-up refused: every bad variable, one line each.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid settings:\n  {}", .problems.join("\n  "))]
+pub struct SettingsError {
+    pub problems: Vec<String>,
+}
+
+/// The default `MAX_RECENT_ANOMALIES`: SQLite keeps 100,000 records (~100 MB at 1 KB each) with
+/// indexed queries in milliseconds; the original's 500 was the limit of rewriting one JSON file.
+pub const DEFAULT_MAX_RECENT_ANOMALIES: usize = 100_000;
+
+impl Settings {
+    /// Reads `.env` in the working directory (if any), then the process environment, which wins.
+    ///
+    /// # Errors
+    /// Every variable that does not parse, and a `.env` that cannot be read.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let mut vars = HashMap::new();
+        let dotenv = Path::new(".env");
+        if dotenv.exists() {
+            match dotenvy::from_path_iter(dotenv) {
+                Ok(items) => {
+                    for item in items {
+                        match item {
+                            Ok((key, value)) => {
+                                vars.insert(key, value);
+                            }
+                            Err(error) => {
+                                return Err(SettingsError {
+                                    problems: vec![format!(".env: {error}")],
+                                });
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    return Err(SettingsError {
+                        problems: vec![format!(".env: {error}")],
+                    });
+                }
+            }
+        }
+        vars.extend(std::env::vars());
+        Self::from_vars(&vars)
+    }
+
+    /// Parses settings from a map of variables (tests build settings this way).
+    ///
+    /// # Errors
+    /// Every variable that does not parse, all at once.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let mut reader = Reader {
+            vars,
+            problems: Vec::new(),
+        };
+        let r = &mut reader;
+        let settings = Settings {
+            api_host: r.parsed("API_HOST", "127.0.0.1".parse().expect("literal IP")),
+            api_port: r.parsed("API_PORT", 8000),
+            api_workers: r.optional_positive("API_WORKERS"),
+            data_dir: PathBuf::from(r.text("DATA_DIR").unwrap_or("./data")),
+            model_path: r.text("MODEL_PATH").map(PathBuf::from),
+            model_contamination: r.contamination("MODEL_CONTAMINATION"),
+            model_random_state: r.parsed("MODEL_RANDOM_STATE", 42),
+            min_train_samples: r.ranged("MIN_TRAIN_SAMPLES", 50, 2, 10_000_000),
+            n_estimators: r.ranged("IFOREST_N_ESTIMATORS", 100, 1, 10_000),
+            anomaly_threshold: r.finite("ANOMALY_THRESHOLD", 0.0),
+            alert_conditions: r.alert_conditions("ALERT_CONDITIONS"),
+            complex_alert_rules: r.complex_alert_rules("COMPLEX_ALERT_RULES"),
+            slack_webhook_url: r.url("SLACK_WEBHOOK_URL").map(Secret),
+            pagerduty_routing_key: r.text("PAGERDUTY_ROUTING_KEY").map(Secret::new),
+            pagerduty_events_url: r
+                .url("PAGERDUTY_EVENTS_URL")
+                .unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".to_owned()),
+            generic_webhook_url: r.url("GENERIC_WEBHOOK_URL").map(Secret),
+            generic_webhook_format: r.choice(
+                "GENERIC_WEBHOOK_FORMAT",
+                WebhookFormat::Native,
+                &[
+                    ("native", WebhookFormat::Native),
+                    ("alertmanager", WebhookFormat::Alertmanager),
+                ],
+            ),
+            alert_repeat_interval: r.seconds("ALERT_REPEAT_INTERVAL_SECONDS", 4 * 3600, 1),
+            alert_timeout: r.seconds("ALERT_TIMEOUT_SECONDS", 10, 1),
+            log_level: r.log_level("LOG_LEVEL"),
+            log_format: r.choice(
+                "LOG_FORMAT",
+                LogFormat::Auto,
+                &[
+                    ("auto", LogFormat::Auto),
+                    ("json", LogFormat::Json),
+                    ("text", LogFormat::Text),
+                ],
+            ),
+            max_recent_anomalies: r.ranged(
+                "MAX_RECENT_ANOMALIES",
+                DEFAULT_MAX_RECENT_ANOMALIES,
+                1,
+                100_000_000,
+            ),
+            feedback_store_path: r.text("FEEDBACK_STORE_PATH").map(PathBuf::from),
+            max_body_bytes: r.ranged("MAX_BODY_BYTES", 10 * 1024 * 1024, 1024, 1 << 30),
+            max_logs_per_request: r.ranged("MAX_LOGS_PER_REQUEST", 10_000, 1, 1_000_000),
+            max_raw_log_bytes: r.ranged("MAX_RAW_LOG_BYTES", 64 * 1024, 16, 16 << 20),
+            request_timeout: r.seconds("REQUEST_TIMEOUT_SECONDS", 30, 1),
+            retrain_interval: {
+                let interval = r.seconds("RETRAIN_INTERVAL_SECONDS", 3600, 0);
+                (!interval.is_zero()).then_some(interval)
+            },
+            max_tracked_services: r.ranged("MAX_TRACKED_SERVICES", 200, 1, 1_000_000),
+            reservoir_size: r.ranged("RESERVOIR_SIZE", 2048, 16, 10_000_000),
+            regex_cache_size: r.ranged("REGEX_CACHE_SIZE", 256, 1, 100_000),
+            store_synchronous: r.choice(
+                "STORE_SYNCHRONOUS",
+                StoreSync::Full,
+                &[("full", StoreSync::Full), ("normal", StoreSync::Normal)],
+            ),
+        };
+        if reader.problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(SettingsError {
+                problems: reader.problems,
+            })
+        }
+    }
+
+    /// Where the database lives.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("aioops.db")
+    }
+
+    /// Where per-service model files live.
+    pub fn models_dir(&self) -> PathBuf {
+        self.data_dir.join("models")
+    }
+}
+
+/// Reads variables and collects every problem instead of stopping at the first.
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    /// The trimmed value, `None` when unset or empty (an empty variable means "use the default").
+    fn text(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, name: &str, raw: &str, why: impl fmt::Display) {
+        self.problems.push(format!("{name}={raw:?}: {why}"));
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, name: &str, default: T) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        let Some(raw) = self.text(name) else {
+            return default;
+        };
+        match raw.parse() {
+            Ok(value) => value,
+            Err(error) => {
+                let raw = raw.to_owned();
+                self.problem(name, &raw, error);
+                default
+            }
+        }
+    }
+
+    fn ranged(&mut self, name: &str, default: usize, min: usize, max: usize) -> usize {
+        let Some(raw) = self.text(name).map(str::to_owned) else {
+            return default;
+        };
+        match raw.parse::<usize>() {
+            Ok(value) if (min..=max).contains(&value) => value,
+            Ok(_) | Err(_) => {
+                self.problem(name, &raw, format!("expected a whole number from {min} to {max}"));
+                default
+            }
+        }
+    }
+
+    fn optional_positive(&mut self, name: &str) -> Option<usize> {
+        self.text(name)?;
+        Some(self.ranged(name, 1, 1, 1024))
+    }
+
+    fn seconds(&mut self, name: &str, default: u64, min: u64) -> Duration {
+        let Some(raw) = self.text(name).map(str::to_owned) else {
+            return Duration::from_secs(default);
+        };
+        match raw.parse::<f64>() {
+            Ok(value) if value.is_finite() && value >= min as f64 && value <= 1e9 => {
+                Duration::from_secs_f64(value)
+            }
+            _ => {
+                self.problem(name, &raw, format!("expected a number of seconds >= {min}"));
+                Duration::from_secs(default)
+            }
+        }
+    }
+
+    fn finite(&mut self, name: &str, default: f64) -> f64 {
+        let Some(raw) = self.text(name).map(str::to_owned) else {
+            return default;
+        };
+        match raw.parse::<f64>() {
+            Ok(value) if value.is_finite() => value,
+            _ => {
+                self.problem(name, &raw, "expected a finite number");
+                default
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, name: &str, default: T, options: &[(&str, T)]) -> T {
+        let Some(raw) = self.text(name).map(str::to_owned) else {
+            return default;
+        };
+        if let Some((_, value)) = options
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(&raw))
+        {
+            return *value;
+        }
+        let names: Vec<_> = options.iter().map(|(key, _)| *key).collect();
+        self.problem(name, &raw, format!("expected one of {}", names.join(", ")));
+        default
+    }
+
+    fn log_level(&mut self, name: &str) -> String {
+        let Some(raw) = self.text(name).map(str::to_owned) else {
+            return "info".to_owned();
+        };
+        let level = raw.to_ascii_lowercase();
+        // Python's logging names map onto tracing's: WARNING -> warn, CRITICAL -> error.
+        let level = match level.as_str() {
+            "warning" => "warn".to_owned(),
+            "critical" | "fatal" => "error".to_owned(),
+            other => other.to_owned(),
+        };
+        if ["trace", "debug", "info", "warn", "error", "off"].contains(&level.as_str()) {
+            level
+        } else {
+            self.problem(
+                name,
+                &raw,
+                "expected one of trace, debug, info, warn (warning), error (critical), off",
+            );
+            "info".to_owned()
+        }
+    }
+
+    fn contamination(&mut self, name: &str) -> ContaminationSetting {
+        let Some(raw) = self.text(name).map(str::to_owned) else {
+            return ContaminationSetting::Fraction(0.05);
+        };
+        if raw.eq_ignore_ascii_case("auto") {
+            return ContaminationSetting::Auto;
+        }
+        match raw.parse::<f64>() {
+            Ok(value) if value > 0.0 && value <= 0.5 => ContaminationSetting::Fraction(value),
+            _ => {
+                self.problem(name, &raw, "expected \"auto\" or a fraction in (0, 0.5]");
+                ContaminationSetting::Fraction(0.05)
+            }
+        }
+    }
+
+    fn url(&mut self, name: &str) -> Option<String> {
+        let raw = self.text(name)?.to_owned();
+        match reqwest::Url::parse(&raw) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(raw)
+            }
+            // The URL is a secret: name the variable, never echo the value.
+            _ => {
+                self.problems
+                    .push(format!("{name}: expected an http:// or https:// URL (value not shown)"));
+                None
+            }
+        }
+    }
+
+    fn json_object(&mut self, name: &str) -> Option<serde_json::Map<String, Value>> {
+        let raw = self.text(name)?.to_owned();
+        match serde_json::from_str::<Value>(&raw) {
+            Ok(Value::Object(map)) => Some(map),
+            Ok(_) => {
+                self.problem(name, &raw, "expected a JSON object");
+                None
+            }
+            Err(error) => {
+                self.problem(name, &raw, format!("invalid JSON: {error}"));
+                None
+            }
+        }
+    }
+
+    fn alert_conditions(&mut self, name: &str) -> RuleSet {
+        let Some(map) = self.json_object(name) else {
+            return RuleSet::default();
+        };
+        let mut user = BTreeMap::new();
+        for (service, rules) in map {
+            let Value::Object(rules) = rules else {
+                self.problems.push(format!(
+                    "{name}: rules of {service:?} must be an object of feature: threshold"
+                ));
+                continue;
+            };
+            let mut thresholds = Thresholds::new();
+            for (feature, threshold) in rules {
+                match threshold.as_f64().filter(|t| t.is_finite()) {
+                    Some(t) => {
+                        thresholds.insert(feature, t);
+                    }
+                    None => self.problems.push(format!(
+                        "{name}: threshold of {service}.{feature} must be a number, got {threshold}"
+                    )),
+                }
+            }
+            user.insert(service, thresholds);
+        }
+        RuleSet::with_user_rules(user)
+    }
+
+    fn complex_alert_rules(&mut self, name: &str) -> RateRules {
+        let Some(map) = self.json_object(name) else {
+            return RateRules::default();
+        };
+        let mut user = BTreeMap::new();
+        for (service, rule) in map {
+            let Value::Object(rule) = rule else {
+                self.problems.push(format!(
+                    "{name}: rule of {service:?} must be an object with count and window_seconds"
+                ));
+                continue;
+            };
+            let mut partial = PartialRateRule::default();
+            for (key, value) in rule {
+                match key.as_str() {
+                    "count" => match value.as_u64().filter(|c| (1..=1_000_000).contains(c)) {
+                        Some(count) => partial.count = u32::try_from(count).ok(),
+                        None => self.problems.push(format!(
+                            "{name}: {service}.count must be a whole number from 1 to 1000000, got {value}"
+                        )),
+                    },
+                    "window_seconds" => {
+                        match value.as_f64().filter(|s| s.is_finite() && *s > 0.0 && *s <= 1e7) {
+                            Some(seconds) => partial.window = Some(Duration::from_secs_f64(seconds)),
+                            None => self.problems.push(format!(
+                                "{name}: {service}.window_seconds must be a positive number of seconds, got {value}"
+                            )),
+                        }
+                    }
+                    other => self.problems.push(format!(
+                        "{name}: {service} has unknown key {other:?} (expected count, window_seconds)"
+                    )),
+                }
+            }
+            user.insert(service, partial);
+        }
+        RateRules::with_user_rules(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let settings = Settings::from_vars(&HashMap::new()).expect("defaults are valid");
+        assert_eq!(settings.api_port, 8000);
+        assert_eq!(settings.model_contamination, ContaminationSetting::Fraction(0.05));
+        assert_eq!(settings.model_random_state, 42);
+        assert_eq!(settings.min_train_samples, 50);
+        assert_eq!(settings.n_estimators, 100);
+        assert_eq!(settings.data_dir, PathBuf::from("./data"));
+        assert_eq!(settings.retrain_interval, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn every_bad_setting_is_named_at_once() {
+        let error = Settings::from_vars(&vars(&[
+            ("API_PORT", "eighty"),
+            ("MODEL_CONTAMINATION", "0.9"),
+            ("ALERT_CONDITIONS", "{not json"),
+            ("COMPLEX_ALERT_RULES", r#"{"web_server": {"count": 3, "window_seconds": -5, "burst": 1}}"#),
+            ("SLACK_WEBHOOK_URL", "hooks.slack.com/secret-token"),
+        ]))
+        .expect_err("bad settings are refused");
+        let text = error.to_string();
+        for name in [
+            "API_PORT",
+            "MODEL_CONTAMINATION",
+            "ALERT_CONDITIONS",
+            "window_seconds",
+            "\"burst\"",
+            "SLACK_WEBHOOK_URL",
+        ] {
+            assert!(text.contains(name), "{name} missing from: {text}");
+        }
+        assert!(!text.contains("secret-token"), "secrets leak: {text}");
+    }
+
+    #[test]
+    fn a_threshold_that_is_not_a_number_is_refused() {
+        let error = Settings::from_vars(&vars(&[(
+            "ALERT_CONDITIONS",
+            r#"{"web_server": {"response_time": "fast"}}"#,
+        )]))
+        .expect_err("refused");
+        assert!(error.to_string().contains("web_server.response_time"));
+    }
+
+    #[test]
+    fn user_alert_conditions_merge_over_builtin_ones() {
+        let settings = Settings::from_vars(&vars(&[(
+            "ALERT_CONDITIONS",
+            r#"{"web_server": {"response_time": 100}, "payments": {"latency": 5}}"#,
+        )]))
+        .expect("valid");
+        let rules = &settings.alert_conditions;
+        assert!(rules
+            .rules_for("web_server")
+            .contains(&("response_time".to_owned(), 100.0)));
+        assert!(rules
+            .rules_for("web_server")
+            .contains(&("error_rate".to_owned(), 0.1)));
+        assert!(rules
+            .rules_for("payments")
+            .contains(&("latency".to_owned(), 5.0)));
+    }
+
+    #[test]
+    fn zero_retrain_interval_turns_retraining_off() {
+        let settings =
+            Settings::from_vars(&vars(&[("RETRAIN_INTERVAL_SECONDS", "0")])).expect("valid");
+        assert_eq!(settings.retrain_interval, None);
+    }
+
+    #[test]
+    fn python_log_level_names_are_accepted() {
+        let settings = Settings::from_vars(&vars(&[("LOG_LEVEL", "WARNING")])).expect("valid");
+        assert_eq!(settings.log_level, "warn");
+    }
+
+    #[test]
+    fn multi_line_single_quoted_json_in_dotenv_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "ALERT_CONDITIONS='{\n  \"web_server\": {\"response_time\": 1500}\n}'\nAPI_PORT=9000\n",
+        )
+        .expect("write");
+        let vars: HashMap<String, String> = dotenvy::from_path_iter(&path)
+            .expect("readable")
+            .collect::<Result<_, _>>()
+            .expect("parses");
+        let settings = Settings::from_vars(&vars).expect("valid");
+        assert_eq!(settings.api_port, 9000);
+        assert!(settings
+            .alert_conditions
+            .rules_for("web_server")
+            .contains(&("response_time".to_owned(), 1500.0)));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let settings = Settings::from_vars(&vars(&[
+            ("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY"),
+            ("GENERIC_WEBHOOK_URL", "http://127.0.0.1:9/hook?token=abc"),
+        ]))
+        .expect("valid");
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("R0UTINGKEY"));
+        assert!(!debug.contains("token=abc"));
+    }
+}

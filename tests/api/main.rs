@@ -1,0 +1,8 @@
+//! Integration tests: the real server on 127.0.0.1, port 0, over real HTTP.
+
+mod helpers;
+
+mod anomalies;
+mod contract;
+mod ingest;
+mod learning;
