@@ -86,6 +86,13 @@ impl App {
         let database = settings.database_path();
         let store = Store::open(&database, store_options)
             .with_context(|| format!("opening the database {}", database.display()))?;
+        let abandoned = store
+            .fail_unfinished_jobs("the service stopped before the job finished")
+            .await
+            .context("reading the training jobs")?;
+        if abandoned > 0 {
+            tracing::warn!(abandoned, "Training jobs interrupted by the last shutdown are marked failed.");
+        }
         let parser = Arc::new(Parser::new(settings.regex_cache_size));
         let detector = Arc::new(Detector::new(
             settings.alert_conditions.clone(),

@@ -44,6 +44,16 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        if error.is_unavailable() {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Internal(anyhow::Error::new(error))
+        }
+    }
+}
+
 impl ApiError {
     /// A 422 with a single field error.
     pub fn unprocessable(error: FieldError) -> Self {

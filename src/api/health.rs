@@ -10,6 +10,8 @@ use serde_json::json;
 
 use crate::app::AppState;
 
+const HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
@@ -20,7 +22,9 @@ pub fn router() -> Router<AppState> {
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let timestamp = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let version = env!("CARGO_PKG_VERSION");
-    match state.store.check_writable().await {
+    // A probe must answer even when storage hangs; the store itself gives up on a lock in 0.5 s.
+    let checked = tokio::time::timeout(HEALTH_DEADLINE, state.store.check_writable()).await;
+    match checked.map_err(|_| "timed out".to_owned()).and_then(|r| r.map_err(|e| e.to_string())) {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({"status": "ok", "timestamp": timestamp, "version": version})),

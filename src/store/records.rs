@@ -1,0 +1,97 @@
+//! The rows the service keeps, as the API shows them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::detect::DetectorKind;
+use crate::detect::rules::RuleViolation;
+
+/// A stored anomaly: the contract's `AnomalyRecord` plus `id`, `detector` and `violations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyRecord {
+    pub id: i64,
+    /// The log's own timestamp, or its time of arrival when it has none.
+    pub timestamp: DateTime<Utc>,
+    pub service: String,
+    pub source: String,
+    pub log_level: Option<String>,
+    pub message: Option<String>,
+    /// The model's decision score; `null` for a service without a model.
+    pub anomaly_score: Option<f64>,
+    pub rule_violation: bool,
+    pub detector: DetectorKind,
+    pub violations: Vec<RuleViolation>,
+    pub features: BTreeMap<String, f64>,
+    pub raw_log: String,
+    pub metadata: Map<String, Value>,
+    pub context: Map<String, Value>,
+}
+
+/// Which anomalies to list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyQuery {
+    pub limit: usize,
+    pub service: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub detector: Option<DetectorKind>,
+    pub order: AnomalyOrder,
+}
+
+impl Default for AnomalyQuery {
+    fn default() -> Self {
+        Self {
+            limit: 100,
+            service: None,
+            since: None,
+            detector: None,
+            order: AnomalyOrder::Time,
+        }
+    }
+}
+
+/// `order=time` (newest first) or `order=score` (most anomalous, i.e. lowest score, first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyOrder {
+    Time,
+    Score,
+}
+
+/// One operator label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackRecord {
+    pub id: i64,
+    pub service: String,
+    pub source: String,
+    pub format_type: String,
+    pub raw_log: String,
+    pub custom_config: Option<Value>,
+    pub is_anomaly: bool,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Where a service's current model file is and what it was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub service: String,
+    pub path: String,
+    pub feature_names: Vec<String>,
+    pub training_samples: u64,
+    pub trained_at: DateTime<Utc>,
+    pub threshold: f64,
+    pub source: String,
+    pub job_id: Option<String>,
+}
+
+/// A training job's state, as GET /api/v1/train/{job_id} shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingJobRecord {
+    pub job_id: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub detail: Value,
+}
