@@ -67,9 +67,8 @@ impl App {
     /// # Errors
     /// The data directory or database cannot be opened, or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-            format!("creating DATA_DIR {}", settings.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating DATA_DIR {}", settings.data_dir.display()))?;
         if let Some(path) = &settings.feedback_store_path {
             tracing::warn!(
                 path = %path.display(),
@@ -91,7 +90,10 @@ impl App {
             .await
             .context("reading the training jobs")?;
         if abandoned > 0 {
-            tracing::warn!(abandoned, "Training jobs interrupted by the last shutdown are marked failed.");
+            tracing::warn!(
+                abandoned,
+                "Training jobs interrupted by the last shutdown are marked failed."
+            );
         }
         let parser = Arc::new(Parser::new(settings.regex_cache_size));
         let detector = Arc::new(Detector::new(
@@ -163,7 +165,10 @@ impl App {
     ///
     /// # Errors
     /// The server fails or storage cannot be closed cleanly.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Self {
             listener,
             state,

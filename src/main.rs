@@ -12,7 +12,10 @@ use aioops_mcp_iforest::settings::Settings;
 use aioops_mcp_iforest::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Real-time log anomaly detection with per-service isolation forests.")]
+#[command(
+    version,
+    about = "Real-time log anomaly detection with per-service isolation forests."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -48,7 +51,10 @@ fn serve() -> anyhow::Result<()> {
     if let Some(workers) = settings.api_workers {
         runtime.worker_threads(workers);
     }
-    let runtime = runtime.enable_all().build().context("starting the async runtime")?;
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async {
         let app = App::build(settings).await?;
         app.run_until_stopped().await

@@ -292,7 +292,11 @@ impl Reader<'_> {
         match raw.parse::<usize>() {
             Ok(value) if (min..=max).contains(&value) => value,
             Ok(_) | Err(_) => {
-                self.problem(name, &raw, format!("expected a whole number from {min} to {max}"));
+                self.problem(
+                    name,
+                    &raw,
+                    format!("expected a whole number from {min} to {max}"),
+                );
                 default
             }
         }
@@ -393,8 +397,9 @@ impl Reader<'_> {
             }
             // The URL is a secret: name the variable, never echo the value.
             _ => {
-                self.problems
-                    .push(format!("{name}: expected an http:// or https:// URL (value not shown)"));
+                self.problems.push(format!(
+                    "{name}: expected an http:// or https:// URL (value not shown)"
+                ));
                 None
             }
         }
@@ -498,7 +503,10 @@ mod tests {
     fn defaults_match_the_contract() {
         let settings = Settings::from_vars(&HashMap::new()).expect("defaults are valid");
         assert_eq!(settings.api_port, 8000);
-        assert_eq!(settings.model_contamination, ContaminationSetting::Fraction(0.05));
+        assert_eq!(
+            settings.model_contamination,
+            ContaminationSetting::Fraction(0.05)
+        );
         assert_eq!(settings.model_random_state, 42);
         assert_eq!(settings.min_train_samples, 50);
         assert_eq!(settings.n_estimators, 100);
@@ -512,7 +520,10 @@ mod tests {
             ("API_PORT", "eighty"),
             ("MODEL_CONTAMINATION", "0.9"),
             ("ALERT_CONDITIONS", "{not json"),
-            ("COMPLEX_ALERT_RULES", r#"{"web_server": {"count": 3, "window_seconds": -5, "burst": 1}}"#),
+            (
+                "COMPLEX_ALERT_RULES",
+                r#"{"web_server": {"count": 3, "window_seconds": -5, "burst": 1}}"#,
+            ),
             ("SLACK_WEBHOOK_URL", "hooks.slack.com/secret-token"),
         ]))
         .expect_err("bad settings are refused");
@@ -548,15 +559,21 @@ mod tests {
         )]))
         .expect("valid");
         let rules = &settings.alert_conditions;
-        assert!(rules
-            .rules_for("web_server")
-            .contains(&("response_time".to_owned(), 100.0)));
-        assert!(rules
-            .rules_for("web_server")
-            .contains(&("error_rate".to_owned(), 0.1)));
-        assert!(rules
-            .rules_for("payments")
-            .contains(&("latency".to_owned(), 5.0)));
+        assert!(
+            rules
+                .rules_for("web_server")
+                .contains(&("response_time".to_owned(), 100.0))
+        );
+        assert!(
+            rules
+                .rules_for("web_server")
+                .contains(&("error_rate".to_owned(), 0.1))
+        );
+        assert!(
+            rules
+                .rules_for("payments")
+                .contains(&("latency".to_owned(), 5.0))
+        );
     }
 
     #[test]
@@ -587,10 +604,12 @@ mod tests {
             .expect("parses");
         let settings = Settings::from_vars(&vars).expect("valid");
         assert_eq!(settings.api_port, 9000);
-        assert!(settings
-            .alert_conditions
-            .rules_for("web_server")
-            .contains(&("response_time".to_owned(), 1500.0)));
+        assert!(
+            settings
+                .alert_conditions
+                .rules_for("web_server")
+                .contains(&("response_time".to_owned(), 1500.0))
+        );
     }
 
     #[test]

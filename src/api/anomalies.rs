@@ -76,7 +76,12 @@ fn parse_query(params: &HashMap<String, String>) -> Result<AnomalyQuery, ApiErro
         "rule" => Some(DetectorKind::Rule),
         "model" => Some(DetectorKind::Model),
         _ => {
-            errors.push(query_error("detector", "enum", "Input should be 'rule' or 'model'", raw));
+            errors.push(query_error(
+                "detector",
+                "enum",
+                "Input should be 'rule' or 'model'",
+                raw,
+            ));
             None
         }
     });
@@ -84,7 +89,12 @@ fn parse_query(params: &HashMap<String, String>) -> Result<AnomalyQuery, ApiErro
         None | Some("time") => AnomalyOrder::Time,
         Some("score") => AnomalyOrder::Score,
         Some(raw) => {
-            errors.push(query_error("order", "enum", "Input should be 'time' or 'score'", raw));
+            errors.push(query_error(
+                "order",
+                "enum",
+                "Input should be 'time' or 'score'",
+                raw,
+            ));
             AnomalyOrder::Time
         }
     };
@@ -156,7 +166,15 @@ mod tests {
             panic!("expected 422");
         };
         let names: Vec<_> = errors.iter().map(|e| e.loc[1].clone()).collect();
-        assert_eq!(names, [json!("limit"), json!("since"), json!("detector"), json!("order")]);
+        assert_eq!(
+            names,
+            [
+                json!("limit"),
+                json!("since"),
+                json!("detector"),
+                json!("order")
+            ]
+        );
     }
 
     #[test]

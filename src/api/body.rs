@@ -175,7 +175,12 @@ impl Checker {
     pub fn dict<'v>(&mut self, value: &'v Value, loc: &Loc) -> Option<&'v Map<String, Value>> {
         let dict = value.as_object();
         if dict.is_none() {
-            self.push("dict_type", loc, "Input should be a valid dictionary", value);
+            self.push(
+                "dict_type",
+                loc,
+                "Input should be a valid dictionary",
+                value,
+            );
         }
         dict
     }
@@ -195,7 +200,10 @@ impl Checker {
         let dict = self.dict(value, &loc)?;
         let entries: Vec<Option<(String, String)>> = dict
             .iter()
-            .map(|(k, v)| self.string(v, &child(&loc, k.as_str())).map(|v| (k.clone(), v)))
+            .map(|(k, v)| {
+                self.string(v, &child(&loc, k.as_str()))
+                    .map(|v| (k.clone(), v))
+            })
             .collect();
         entries
             .into_iter()
@@ -245,7 +253,7 @@ impl Checker {
     /// A `RawLog` object; every problem of it is recorded.
     pub fn raw_log(&mut self, value: &Value, loc: &Loc) -> Option<RawLog> {
         let object = self.object(value, loc)?;
-        let mut text = |checker: &mut Self, key: &str| {
+        let text = |checker: &mut Self, key: &str| {
             let field = checker.required(object, key, loc)?;
             checker.string(field, &child(loc, key))
         };

@@ -103,7 +103,8 @@ mod tests {
 
     #[tokio::test]
     async fn internal_errors_do_not_leak_their_cause() {
-        let (status, body) = body_of(ApiError::Internal(anyhow::anyhow!("disk /secret full"))).await;
+        let (status, body) =
+            body_of(ApiError::Internal(anyhow::anyhow!("disk /secret full"))).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body, json!({"detail": "Internal server error."}));
     }

@@ -80,7 +80,12 @@ async fn submit_feedback(
         .filter(|(_, item)| item.is_anomaly > 1)
         .map(|(index, item)| FieldError {
             kind: "literal_error",
-            loc: vec![json!("body"), json!("feedback"), json!(index), json!("is_anomaly")],
+            loc: vec![
+                json!("body"),
+                json!("feedback"),
+                json!(index),
+                json!("is_anomaly"),
+            ],
             msg: "Input should be 0 or 1".to_owned(),
             input: json!(item.is_anomaly),
             ctx: Some(json!({"expected": "0 or 1"})),

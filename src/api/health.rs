@@ -24,7 +24,10 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let version = env!("CARGO_PKG_VERSION");
     // A probe must answer even when storage hangs; the store itself gives up on a lock in 0.5 s.
     let checked = tokio::time::timeout(HEALTH_DEADLINE, state.store.check_writable()).await;
-    match checked.map_err(|_| "timed out".to_owned()).and_then(|r| r.map_err(|e| e.to_string())) {
+    match checked
+        .map_err(|_| "timed out".to_owned())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({"status": "ok", "timestamp": timestamp, "version": version})),

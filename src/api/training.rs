@@ -46,10 +46,14 @@ async fn start_training(
             "No logs provided for training.".to_owned(),
         ));
     }
-    let job_id = state.learner.start_job(request.logs).await.map_err(|error| match error {
-        JobRefused::Busy(_) => ApiError::Conflict(error.to_string()),
-        JobRefused::Store(error) => error.into(),
-    })?;
+    let job_id = state
+        .learner
+        .start_job(request.logs)
+        .await
+        .map_err(|error| match error {
+            JobRefused::Busy(_) => ApiError::Conflict(error.to_string()),
+            JobRefused::Store(error) => error.into(),
+        })?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

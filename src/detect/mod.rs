@@ -80,7 +80,8 @@ impl Detector {
         row: &mut Vec<f64>,
     ) -> Verdict {
         let violations = self.rules.violations(service, feature);
-        let score = Self::model_for(models, service).map(|model| model.decision_score(feature, row));
+        let score =
+            Self::model_for(models, service).map(|model| model.decision_score(feature, row));
         let detector = if !violations.is_empty() {
             Some(DetectorKind::Rule)
         } else if score.is_some_and(|s| s < 0.0 && s < self.anomaly_threshold) {

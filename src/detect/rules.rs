@@ -36,7 +36,10 @@ pub struct RuleSet {
 /// The original's built-in rules (contract, "Detection semantics" 1).
 pub fn builtin_rules() -> BTreeMap<String, Thresholds> {
     let table: [(&str, &[(&str, f64)]); 4] = [
-        ("web_server", &[("response_time", 2000.0), ("error_rate", 0.1)]),
+        (
+            "web_server",
+            &[("response_time", 2000.0), ("error_rate", 0.1)],
+        ),
         (
             "database",
             &[
@@ -156,15 +159,20 @@ mod tests {
     #[test]
     fn a_value_equal_to_its_threshold_is_not_a_violation() {
         let rules = RuleSet::default();
-        assert!(rules
-            .violations("web_server", lookup(&[("response_time", 2000.0)]))
-            .is_empty());
+        assert!(
+            rules
+                .violations("web_server", lookup(&[("response_time", 2000.0)]))
+                .is_empty()
+        );
     }
 
     #[test]
     fn unknown_services_get_the_default_rules() {
         let rules = RuleSet::default();
-        let v = rules.violations("billing", lookup(&[("error_rate", 0.3), ("query_time", 1e9)]));
+        let v = rules.violations(
+            "billing",
+            lookup(&[("error_rate", 0.3), ("query_time", 1e9)]),
+        );
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].feature, "error_rate");
         assert_eq!(v[0].threshold, 0.2);
@@ -187,7 +195,11 @@ mod tests {
         assert!(web.contains(&("response_time".to_owned(), 500.0)));
         assert!(web.contains(&("error_rate".to_owned(), 0.1)));
         assert!(web.contains(&("disk_usage".to_owned(), 80.0)));
-        assert!(rules.rules_for("other").contains(&("disk_usage".to_owned(), 80.0)));
+        assert!(
+            rules
+                .rules_for("other")
+                .contains(&("disk_usage".to_owned(), 80.0))
+        );
     }
 
     #[test]

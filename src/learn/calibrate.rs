@@ -70,12 +70,17 @@ mod tests {
     use super::*;
 
     fn training() -> Vec<f64> {
-        (0..1000).map(|i| -0.7 + 0.3 * f64::from(i) / 1000.0).collect()
+        (0..1000)
+            .map(|i| -0.7 + 0.3 * f64::from(i) / 1000.0)
+            .collect()
     }
 
     #[test]
     fn too_few_labels_leave_the_offset_alone() {
-        assert_eq!(calibrate_offset(&[-0.45], &[-0.6, -0.62, -0.65], &training(), -0.5), None);
+        assert_eq!(
+            calibrate_offset(&[-0.45], &[-0.6, -0.62, -0.65], &training(), -0.5),
+            None
+        );
     }
 
     #[test]
@@ -83,7 +88,8 @@ mod tests {
         // Normals flagged by the contamination offset (-0.5) should pass after calibration.
         let normal = [-0.52, -0.53, -0.51, -0.45];
         let anomalous = [-0.66, -0.68, -0.67];
-        let offset = calibrate_offset(&normal, &anomalous, &training(), -0.5).expect("enough labels");
+        let offset =
+            calibrate_offset(&normal, &anomalous, &training(), -0.5).expect("enough labels");
         assert!(normal.iter().all(|s| *s >= offset), "offset {offset}");
         assert!(anomalous.iter().all(|s| *s < offset), "offset {offset}");
     }

@@ -38,7 +38,10 @@ pub enum DatasetError {
 ///
 /// # Errors
 /// Fewer rows than `min_rows`, no common numeric feature, or a matrix the forest rejects.
-pub fn build_training_set(rows: &[FeatureRow], min_rows: usize) -> Result<TrainingSet, DatasetError> {
+pub fn build_training_set(
+    rows: &[FeatureRow],
+    min_rows: usize,
+) -> Result<TrainingSet, DatasetError> {
     if rows.len() < min_rows {
         return Err(DatasetError::TooFewSamples {
             rows: rows.len(),
@@ -120,7 +123,10 @@ mod tests {
     fn too_few_rows_say_how_many_and_the_minimum() {
         let rows = vec![row(&[("a", 1.0)]); 12];
         let error = build_training_set(&rows, 50).expect_err("too few");
-        assert_eq!(error.to_string(), "12 parseable logs, MIN_TRAIN_SAMPLES is 50");
+        assert_eq!(
+            error.to_string(),
+            "12 parseable logs, MIN_TRAIN_SAMPLES is 50"
+        );
     }
 
     #[test]

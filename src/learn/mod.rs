@@ -130,7 +130,12 @@ pub struct Learner {
 }
 
 impl Learner {
-    pub fn new(config: LearnerConfig, parser: Arc<Parser>, detector: Arc<Detector>, store: Store) -> Self {
+    pub fn new(
+        config: LearnerConfig,
+        parser: Arc<Parser>,
+        detector: Arc<Detector>,
+        store: Store,
+    ) -> Self {
         Self {
             config,
             parser,
@@ -205,7 +210,9 @@ impl Learner {
             if in_flight.insert(service.clone()) {
                 let learner = Arc::clone(self);
                 tokio::spawn(async move {
-                    learner.refit_from_reservoir(&service, ModelSource::Auto).await;
+                    learner
+                        .refit_from_reservoir(&service, ModelSource::Auto)
+                        .await;
                     lock(&learner.auto_in_flight).remove(&service);
                 });
             }
@@ -247,7 +254,10 @@ impl Learner {
                 None => return,
             }
         };
-        match self.fit_and_publish(vec![(service.to_owned(), rows)], source, None).await {
+        match self
+            .fit_and_publish(vec![(service.to_owned(), rows)], source, None)
+            .await
+        {
             Ok(reports) => {
                 for report in reports {
                     tracing::info!(
@@ -311,8 +321,12 @@ impl Learner {
         let (groups, unparseable) = match grouped {
             Ok(grouped) => grouped,
             Err(error) => {
-                self.finish_job(&mut record, JobStatus::Failed, json!({"reason": error.to_string()}))
-                    .await;
+                self.finish_job(
+                    &mut record,
+                    JobStatus::Failed,
+                    json!({"reason": error.to_string()}),
+                )
+                .await;
                 return;
             }
         };
@@ -346,7 +360,9 @@ impl Learner {
         record.detail = detail;
         self.save_job(record).await;
         match status {
-            JobStatus::Failed => tracing::warn!(job_id = record.job_id, detail = %record.detail, "Training job failed."),
+            JobStatus::Failed => {
+                tracing::warn!(job_id = record.job_id, detail = %record.detail, "Training job failed.")
+            }
             _ => tracing::info!(job_id = record.job_id, "Training job finished."),
         }
     }
@@ -372,7 +388,12 @@ impl Learner {
                 Ok(records) => {
                     feedback.insert(service.clone(), records);
                 }
-                Err(error) => return Err(vec![(service.clone(), format!("reading feedback: {error}"))]),
+                Err(error) => {
+                    return Err(vec![(
+                        service.clone(),
+                        format!("reading feedback: {error}"),
+                    )]);
+                }
             }
         }
         let learner = Arc::clone(self);
@@ -485,7 +506,9 @@ impl Learner {
             artifact.forest = artifact.forest.with_offset(offset);
         }
         let trained_at = Utc::now();
-        artifact.metadata.insert("service".to_owned(), service.to_owned());
+        artifact
+            .metadata
+            .insert("service".to_owned(), service.to_owned());
         artifact
             .metadata
             .insert("trained_at".to_owned(), trained_at.to_rfc3339());
@@ -551,7 +574,11 @@ impl Learner {
         match saved {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                tracing::error!(service = model.service, error, "Could not save the model file; it will not survive a restart.");
+                tracing::error!(
+                    service = model.service,
+                    error,
+                    "Could not save the model file; it will not survive a restart."
+                );
                 return;
             }
             Err(error) => {
@@ -618,7 +645,9 @@ impl Learner {
                         });
                     }
                 }
-                Err(error) => tracing::error!(%error, "MODEL_PATH cannot be loaded; services are judged by rules until trained."),
+                Err(error) => {
+                    tracing::error!(%error, "MODEL_PATH cannot be loaded; services are judged by rules until trained.")
+                }
             }
         }
         let count = loaded.len();
@@ -719,7 +748,13 @@ pub fn model_file_name(service: &str) -> String {
     let safe: String = service
         .chars()
         .take(64)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let hash = crc32fast::hash(service.as_bytes());
     format!("{safe}-{hash:08x}.iforest")
@@ -727,7 +762,9 @@ pub fn model_file_name(service: &str) -> String {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind; keep serving.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

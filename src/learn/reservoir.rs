@@ -35,7 +35,10 @@ impl Reservoir {
             return;
         }
         let slot = self.rng.random_range(0..self.seen_since_fit);
-        if let Some(kept) = usize::try_from(slot).ok().and_then(|s| self.rows.get_mut(s)) {
+        if let Some(kept) = usize::try_from(slot)
+            .ok()
+            .and_then(|s| self.rows.get_mut(s))
+        {
             *kept = row();
         }
     }

@@ -107,7 +107,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -122,7 +124,9 @@ struct Inner {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a connection leaves it usable: SQLite rolls back an open transaction
     // when the statement objects are dropped.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn timestamp_text(instant: &DateTime<Utc>) -> String {
@@ -132,7 +136,13 @@ fn timestamp_text(instant: &DateTime<Utc>) -> String {
 fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, rusqlite::Error> {
     DateTime::parse_from_rfc3339(text)
         .map(|instant| instant.with_timezone(&Utc))
-        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error)))
+        .map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                Box::new(error),
+            )
+        })
 }
 
 fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
@@ -217,7 +227,10 @@ impl Store {
 
     /// Stores one request's anomalies in one transaction and prunes beyond the retention bound.
     /// Returns the new rows' ids, in order.
-    pub async fn insert_anomalies(&self, records: Vec<AnomalyRecord>) -> Result<Vec<i64>, StoreError> {
+    pub async fn insert_anomalies(
+        &self,
+        records: Vec<AnomalyRecord>,
+    ) -> Result<Vec<i64>, StoreError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -257,7 +270,10 @@ impl Store {
         .await
     }
 
-    pub async fn list_anomalies(&self, query: AnomalyQuery) -> Result<Vec<AnomalyRecord>, StoreError> {
+    pub async fn list_anomalies(
+        &self,
+        query: AnomalyQuery,
+    ) -> Result<Vec<AnomalyRecord>, StoreError> {
         self.read(move |connection| {
             let mut sql = String::from(
                 "SELECT id, timestamp, service, source, log_level, message, anomaly_score, rule_violation, \
@@ -308,7 +324,10 @@ impl Store {
     }
 
     /// Stores feedback records in one transaction; returns their ids.
-    pub async fn insert_feedback(&self, records: Vec<FeedbackRecord>) -> Result<Vec<i64>, StoreError> {
+    pub async fn insert_feedback(
+        &self,
+        records: Vec<FeedbackRecord>,
+    ) -> Result<Vec<i64>, StoreError> {
         self.write(move |connection, _| {
             let transaction = connection.transaction()?;
             let mut ids = Vec::with_capacity(records.len());
@@ -336,16 +355,18 @@ impl Store {
         .await
     }
 
-    pub async fn feedback_for_service(&self, service: impl Into<String>) -> Result<Vec<FeedbackRecord>, StoreError> {
+    pub async fn feedback_for_service(
+        &self,
+        service: impl Into<String>,
+    ) -> Result<Vec<FeedbackRecord>, StoreError> {
         let service = service.into();
-        self.read(move |connection| {
-            select_feedback(connection, Some(&service))
-        })
-        .await
+        self.read(move |connection| select_feedback(connection, Some(&service)))
+            .await
     }
 
     pub async fn all_feedback(&self) -> Result<Vec<FeedbackRecord>, StoreError> {
-        self.read(|connection| select_feedback(connection, None)).await
+        self.read(|connection| select_feedback(connection, None))
+            .await
     }
 
     pub async fn feedback_count(&self) -> Result<u64, StoreError> {
@@ -429,7 +450,10 @@ impl Store {
         .await
     }
 
-    pub async fn get_training_job(&self, job_id: impl Into<String>) -> Result<Option<TrainingJobRecord>, StoreError> {
+    pub async fn get_training_job(
+        &self,
+        job_id: impl Into<String>,
+    ) -> Result<Option<TrainingJobRecord>, StoreError> {
         let job_id = job_id.into();
         self.read(move |connection| {
             let row = connection
@@ -484,13 +508,19 @@ impl Store {
         let key = key.into();
         self.read(move |connection| {
             Ok(connection
-                .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |row| row.get(0))
+                .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |row| {
+                    row.get(0)
+                })
                 .optional()?)
         })
         .await
     }
 
-    pub async fn set_meta(&self, key: impl Into<String>, value: impl Into<String>) -> Result<(), StoreError> {
+    pub async fn set_meta(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), StoreError> {
         let (key, value) = (key.into(), value.into());
         self.write(move |connection, _| {
             connection.execute(
@@ -531,7 +561,9 @@ impl Store {
                 return Ok(());
             };
             connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
-            connection.close().map_err(|(_, error)| StoreError::Sqlite(error))
+            connection
+                .close()
+                .map_err(|(_, error)| StoreError::Sqlite(error))
         })
         .await
         .map_err(|error| StoreError::Background(error.to_string()))?
@@ -540,7 +572,9 @@ impl Store {
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI
     } else {
         OpenFlags::default()
     };
@@ -554,7 +588,9 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(wrap)?;
-        connection.pragma_update(None, "foreign_keys", "ON").map_err(wrap)?;
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(wrap)?;
     }
     Ok(connection)
 }
@@ -605,7 +641,10 @@ fn anomaly_from_row(row: &Row<'_>) -> Result<AnomalyRecord, StoreError> {
     })
 }
 
-fn select_feedback(connection: &Connection, service: Option<&str>) -> Result<Vec<FeedbackRecord>, StoreError> {
+fn select_feedback(
+    connection: &Connection,
+    service: Option<&str>,
+) -> Result<Vec<FeedbackRecord>, StoreError> {
     let sql = "SELECT id, service, source, format_type, raw_log, custom_config, is_anomaly, received_at \
                FROM feedback WHERE ?1 IS NULL OR service = ?1 ORDER BY id";
     let mut statement = connection.prepare_cached(sql)?;
@@ -640,7 +679,12 @@ mod tests {
     use super::*;
     use crate::detect::rules::RuleViolation;
 
-    fn anomaly(service: &str, seconds: i64, score: Option<f64>, detector: DetectorKind) -> AnomalyRecord {
+    fn anomaly(
+        service: &str,
+        seconds: i64,
+        score: Option<f64>,
+        detector: DetectorKind,
+    ) -> AnomalyRecord {
         AnomalyRecord {
             id: 0,
             timestamp: DateTime::from_timestamp(1_700_000_000 + seconds, 0).expect("valid time"),
@@ -687,20 +731,41 @@ mod tests {
             .await
             .expect("insert");
         assert_eq!(ids.len(), 3);
-        let all = store.list_anomalies(AnomalyQuery::default()).await.expect("list");
-        assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), [ids[2], ids[1], ids[0]]);
-        assert_eq!(all[2], AnomalyRecord { id: ids[0], ..anomaly("web", 1, Some(-0.2), DetectorKind::Model) });
+        let all = store
+            .list_anomalies(AnomalyQuery::default())
+            .await
+            .expect("list");
+        assert_eq!(
+            all.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [ids[2], ids[1], ids[0]]
+        );
+        assert_eq!(
+            all[2],
+            AnomalyRecord {
+                id: ids[0],
+                ..anomaly("web", 1, Some(-0.2), DetectorKind::Model)
+            }
+        );
 
-        let web = AnomalyQuery { service: Some("web".into()), ..AnomalyQuery::default() };
+        let web = AnomalyQuery {
+            service: Some("web".into()),
+            ..AnomalyQuery::default()
+        };
         assert_eq!(store.list_anomalies(web).await.expect("web").len(), 2);
-        let models = AnomalyQuery { detector: Some(DetectorKind::Model), ..AnomalyQuery::default() };
+        let models = AnomalyQuery {
+            detector: Some(DetectorKind::Model),
+            ..AnomalyQuery::default()
+        };
         assert_eq!(store.list_anomalies(models).await.expect("model").len(), 1);
         let since = AnomalyQuery {
             since: DateTime::from_timestamp(1_700_000_002, 0),
             ..AnomalyQuery::default()
         };
         assert_eq!(store.list_anomalies(since).await.expect("since").len(), 2);
-        let by_score = AnomalyQuery { order: AnomalyOrder::Score, ..AnomalyQuery::default() };
+        let by_score = AnomalyQuery {
+            order: AnomalyOrder::Score,
+            ..AnomalyQuery::default()
+        };
         let scores: Vec<Option<f64>> = store
             .list_anomalies(by_score)
             .await
@@ -709,7 +774,10 @@ mod tests {
             .map(|a| a.anomaly_score)
             .collect();
         assert_eq!(scores, [Some(-0.2), Some(-0.05), None]);
-        let limited = AnomalyQuery { limit: 1, ..AnomalyQuery::default() };
+        let limited = AnomalyQuery {
+            limit: 1,
+            ..AnomalyQuery::default()
+        };
         assert_eq!(store.list_anomalies(limited).await.expect("limit").len(), 1);
     }
 
@@ -718,13 +786,24 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir, 5);
         for batch in 0..4 {
-            let records = (0..3).map(|i| anomaly("web", batch * 3 + i, None, DetectorKind::Rule)).collect();
+            let records = (0..3)
+                .map(|i| anomaly("web", batch * 3 + i, None, DetectorKind::Rule))
+                .collect();
             store.insert_anomalies(records).await.expect("insert");
         }
         assert_eq!(store.count_anomalies().await.expect("count"), 5);
-        let newest = store.list_anomalies(AnomalyQuery::default()).await.expect("list");
-        assert_eq!(newest[0].timestamp, DateTime::from_timestamp(1_700_000_011, 0).expect("time"));
-        assert_eq!(newest[4].timestamp, DateTime::from_timestamp(1_700_000_007, 0).expect("time"));
+        let newest = store
+            .list_anomalies(AnomalyQuery::default())
+            .await
+            .expect("list");
+        assert_eq!(
+            newest[0].timestamp,
+            DateTime::from_timestamp(1_700_000_011, 0).expect("time")
+        );
+        assert_eq!(
+            newest[4].timestamp,
+            DateTime::from_timestamp(1_700_000_007, 0).expect("time")
+        );
         assert_eq!(store.clear_anomalies().await.expect("clear"), 5);
         assert_eq!(store.count_anomalies().await.expect("count"), 0);
     }
@@ -733,7 +812,10 @@ mod tests {
     async fn everything_survives_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir, 100);
-        store.insert_anomalies(vec![anomaly("web", 1, None, DetectorKind::Rule)]).await.expect("insert");
+        store
+            .insert_anomalies(vec![anomaly("web", 1, None, DetectorKind::Rule)])
+            .await
+            .expect("insert");
         let feedback = FeedbackRecord {
             id: 0,
             service: "web".into(),
@@ -744,7 +826,10 @@ mod tests {
             is_anomaly: true,
             received_at: Utc::now(),
         };
-        store.insert_feedback(vec![feedback.clone()]).await.expect("feedback");
+        store
+            .insert_feedback(vec![feedback.clone()])
+            .await
+            .expect("feedback");
         let model = ModelRecord {
             service: "web".into(),
             path: "/m".into(),
@@ -756,7 +841,13 @@ mod tests {
             job_id: None,
         };
         store.upsert_model(model.clone()).await.expect("model");
-        store.upsert_model(ModelRecord { training_samples: 60, ..model.clone() }).await.expect("model");
+        store
+            .upsert_model(ModelRecord {
+                training_samples: 60,
+                ..model.clone()
+            })
+            .await
+            .expect("model");
         let job = TrainingJobRecord {
             job_id: "j1".into(),
             status: "running".into(),
@@ -768,19 +859,41 @@ mod tests {
         store.upsert_training_job(job.clone()).await.expect("job");
         store.shutdown().await.expect("shutdown");
         store.shutdown().await.expect("second shutdown is harmless");
-        assert!(matches!(store.count_anomalies().await, Err(StoreError::Closed)));
+        assert!(matches!(
+            store.count_anomalies().await,
+            Err(StoreError::Closed)
+        ));
 
         let store = open(&dir, 100);
         assert_eq!(store.count_anomalies().await.expect("count"), 1);
         let stored = store.feedback_for_service("web").await.expect("feedback");
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].custom_config, feedback.custom_config);
-        assert!(store.feedback_for_service("db").await.expect("none").is_empty());
+        assert!(
+            store
+                .feedback_for_service("db")
+                .await
+                .expect("none")
+                .is_empty()
+        );
         assert_eq!(store.feedback_count().await.expect("count"), 1);
-        assert_eq!(store.list_models().await.expect("models"), [ModelRecord { training_samples: 60, ..model }]);
+        assert_eq!(
+            store.list_models().await.expect("models"),
+            [ModelRecord {
+                training_samples: 60,
+                ..model
+            }]
+        );
         assert_eq!(store.get_training_job("j1").await.expect("job"), Some(job));
-        assert_eq!(store.fail_unfinished_jobs("restarted").await.expect("fail"), 1);
-        let failed = store.get_training_job("j1").await.expect("job").expect("exists");
+        assert_eq!(
+            store.fail_unfinished_jobs("restarted").await.expect("fail"),
+            1
+        );
+        let failed = store
+            .get_training_job("j1")
+            .await
+            .expect("job")
+            .expect("exists");
         assert_eq!(failed.status, "failed");
         assert_eq!(store.get_training_job("nope").await.expect("job"), None);
     }

@@ -13,7 +13,10 @@ async fn health_reports_ok_with_timestamp_and_version() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     let timestamp = body["timestamp"].as_str().expect("timestamp");
-    assert!(chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(), "{timestamp}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
+        "{timestamp}"
+    );
 }
 
 #[tokio::test]
@@ -36,9 +39,15 @@ async fn health_is_503_unhealthy_when_storage_cannot_be_written() {
 async fn root_and_api_root_answer_the_originals_banners() {
     let app = spawn_app().await;
     let root: Value = app.get("/").await.json().await.expect("json");
-    assert_eq!(root, json!("AIOps MCP Isolation Forest Service is running."));
+    assert_eq!(
+        root,
+        json!("AIOps MCP Isolation Forest Service is running.")
+    );
     let api: Value = app.get("/api/v1/").await.json().await.expect("json");
-    assert_eq!(api, json!({"message": "AIOps Anomaly Detection Service is active."}));
+    assert_eq!(
+        api,
+        json!({"message": "AIOps Anomaly Detection Service is active."})
+    );
 }
 
 #[tokio::test]
@@ -46,8 +55,16 @@ async fn unknown_paths_and_methods_answer_in_fastapis_shape() {
     let app = spawn_app().await;
     let response = app.get("/api/v1/nothing-here").await;
     assert_eq!(response.status(), 404);
-    assert_eq!(response.json::<Value>().await.expect("json"), json!({"detail": "Not Found"}));
-    let response = app.client.put(app.url("/api/v1/anomalies")).send().await.expect("sent");
+    assert_eq!(
+        response.json::<Value>().await.expect("json"),
+        json!({"detail": "Not Found"})
+    );
+    let response = app
+        .client
+        .put(app.url("/api/v1/anomalies"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 405);
     assert_eq!(
         response.json::<Value>().await.expect("json"),
@@ -70,7 +87,11 @@ async fn empty_log_list_is_rejected_with_400() {
 async fn malformed_json_is_a_422_json_invalid() {
     let app = spawn_app().await;
     let response = app
-        .post_raw("/api/v1/stream/multi-source", b"{\"logs\": [".to_vec(), Some("application/json"))
+        .post_raw(
+            "/api/v1/stream/multi-source",
+            b"{\"logs\": [".to_vec(),
+            Some("application/json"),
+        )
         .await;
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.expect("json");
@@ -84,7 +105,13 @@ async fn invalid_utf8_is_a_422_not_a_500() {
     let mut body = br#"{"logs": [{"raw_log": ""#.to_vec();
     body.extend_from_slice(&[0xff, 0xfe, 0xfd]);
     body.extend_from_slice(br#"", "service": "a", "source": "b", "format_type": "json"}]}"#);
-    let response = app.post_raw("/api/v1/stream/multi-source", body, Some("application/json")).await;
+    let response = app
+        .post_raw(
+            "/api/v1/stream/multi-source",
+            body,
+            Some("application/json"),
+        )
+        .await;
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["detail"][0]["type"], "json_invalid");
@@ -107,12 +134,20 @@ async fn wrong_types_and_missing_fields_list_every_problem() {
     let detail = body["detail"].as_array().expect("list");
     let summary: Vec<(String, Value)> = detail
         .iter()
-        .map(|e| (e["type"].as_str().unwrap_or_default().to_owned(), e["loc"].clone()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_owned(),
+                e["loc"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
         vec![
-            ("string_type".to_owned(), json!(["body", "logs", 0, "raw_log"])),
+            (
+                "string_type".to_owned(),
+                json!(["body", "logs", 0, "raw_log"])
+            ),
             ("missing".to_owned(), json!(["body", "logs", 1, "raw_log"])),
             ("enum".to_owned(), json!(["body", "logs", 1, "format_type"])),
         ]
@@ -125,7 +160,9 @@ async fn wrong_types_and_missing_fields_list_every_problem() {
 #[tokio::test]
 async fn a_body_without_logs_is_a_422_missing() {
     let app = spawn_app().await;
-    let response = app.post_json("/api/v1/stream/multi-source", &json!({"entries": []})).await;
+    let response = app
+        .post_json("/api/v1/stream/multi-source", &json!({"entries": []}))
+        .await;
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["detail"][0]["type"], "missing");
@@ -136,7 +173,11 @@ async fn a_body_without_logs_is_a_422_missing() {
 async fn json_without_content_type_or_with_charset_is_accepted() {
     let app = spawn_app().await;
     let body = serde_json::to_vec(&json!({"logs": [web_log(100.0, 0.0)]})).expect("json");
-    for content_type in [None, Some("application/json; charset=utf-8"), Some("text/plain")] {
+    for content_type in [
+        None,
+        Some("application/json; charset=utf-8"),
+        Some("text/plain"),
+    ] {
         let response = app
             .post_raw("/api/v1/stream/multi-source", body.clone(), content_type)
             .await;
@@ -148,10 +189,21 @@ async fn json_without_content_type_or_with_charset_is_accepted() {
 async fn a_20_mb_body_is_refused_with_413() {
     let app = spawn_app().await;
     let body = vec![b' '; 20 * 1024 * 1024];
-    let response = app.post_raw("/api/v1/stream/multi-source", body, Some("application/json")).await;
+    let response = app
+        .post_raw(
+            "/api/v1/stream/multi-source",
+            body,
+            Some("application/json"),
+        )
+        .await;
     assert_eq!(response.status(), 413);
     let body: Value = response.json().await.expect("json");
-    assert!(body["detail"].as_str().expect("detail").contains("MAX_BODY_BYTES"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("MAX_BODY_BYTES")
+    );
 }
 
 #[tokio::test]
@@ -161,7 +213,12 @@ async fn too_many_logs_in_one_request_is_413() {
     let response = app.post_logs(&logs).await;
     assert_eq!(response.status(), 413);
     let body: Value = response.json().await.expect("json");
-    assert!(body["detail"].as_str().expect("detail").contains("MAX_LOGS_PER_REQUEST"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("MAX_LOGS_PER_REQUEST")
+    );
 }
 
 #[tokio::test]
@@ -179,7 +236,12 @@ async fn delete_anomalies_clears_the_history() {
     let app = spawn_app().await;
     app.ingest(&[web_log(5000.0, 0.0)]).await;
     assert_eq!(app.get_anomalies("").await.len(), 1);
-    let response = app.client.delete(app.url("/api/v1/anomalies")).send().await.expect("sent");
+    let response = app
+        .client
+        .delete(app.url("/api/v1/anomalies"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.expect("json"),
@@ -200,7 +262,10 @@ async fn train_without_logs_is_400_and_with_logs_202() {
     let response = app.post_train(&[web_log(100.0, 0.0)]).await;
     assert_eq!(response.status(), 202);
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["message"], "Model retraining started in the background.");
+    assert_eq!(
+        body["message"],
+        "Model retraining started in the background."
+    );
     assert!(body["job_id"].is_string());
 }
 
@@ -218,7 +283,10 @@ async fn feedback_is_202_400_and_422_as_the_contract_says() {
         .await;
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["detail"][0]["loc"], json!(["body", "feedback", 0, "is_anomaly"]));
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["body", "feedback", 0, "is_anomaly"])
+    );
     let response = app
         .post_feedback(&[
             json!({"log": web_log(100.0, 0.0), "is_anomaly": 0}),
@@ -238,12 +306,19 @@ async fn feedback_is_202_400_and_422_as_the_contract_says() {
 async fn metrics_have_the_contracts_fields() {
     let app = spawn_app().await;
     let metrics = app.metrics().await;
-    for key in ["prediction_count", "anomaly_count", "last_trained", "feedback_received", "model_accuracy"] {
+    for key in [
+        "prediction_count",
+        "anomaly_count",
+        "last_trained",
+        "feedback_received",
+        "model_accuracy",
+    ] {
         assert!(metrics.get(key).is_some(), "{key} missing from {metrics}");
     }
     assert_eq!(metrics["last_trained"], Value::Null);
     assert_eq!(metrics["model_accuracy"], Value::Null);
-    app.ingest(&[web_log(100.0, 0.0), web_log(5000.0, 0.0)]).await;
+    app.ingest(&[web_log(100.0, 0.0), web_log(5000.0, 0.0)])
+        .await;
     let metrics = app.metrics().await;
     assert_eq!(metrics["prediction_count"], 2);
     assert_eq!(metrics["anomaly_count"], 1);

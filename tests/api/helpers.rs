@@ -35,7 +35,10 @@ pub struct TestApp {
 }
 
 /// Settings for tests: port 0, a temporary data directory, no periodic retraining, plus `overrides`.
-pub fn test_vars(data_dir: &std::path::Path, overrides: &[(&str, &str)]) -> HashMap<String, String> {
+pub fn test_vars(
+    data_dir: &std::path::Path,
+    overrides: &[(&str, &str)],
+) -> HashMap<String, String> {
     let mut vars: HashMap<String, String> = [
         ("API_PORT", "0"),
         ("API_HOST", "127.0.0.1"),
@@ -45,7 +48,10 @@ pub fn test_vars(data_dir: &std::path::Path, overrides: &[(&str, &str)]) -> Hash
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
-    vars.insert("DATA_DIR".to_owned(), data_dir.to_string_lossy().into_owned());
+    vars.insert(
+        "DATA_DIR".to_owned(),
+        data_dir.to_string_lossy().into_owned(),
+    );
     for (k, v) in overrides {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
@@ -117,7 +123,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request sent")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
@@ -129,7 +139,12 @@ impl TestApp {
             .expect("request sent")
     }
 
-    pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: Option<&str>) -> reqwest::Response {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> reqwest::Response {
         let mut request = self.client.post(self.url(path)).body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
@@ -159,7 +174,8 @@ impl TestApp {
     }
 
     pub async fn post_train(&self, logs: &[Value]) -> reqwest::Response {
-        self.post_json("/api/v1/train", &json!({ "logs": logs })).await
+        self.post_json("/api/v1/train", &json!({ "logs": logs }))
+            .await
     }
 
     pub async fn post_feedback(&self, feedback: &[Value]) -> reqwest::Response {
@@ -168,7 +184,11 @@ impl TestApp {
     }
 
     pub async fn metrics(&self) -> Value {
-        self.get("/api/v1/metrics").await.json().await.expect("json")
+        self.get("/api/v1/metrics")
+            .await
+            .json()
+            .await
+            .expect("json")
     }
 
     /// Polls a training job until it has finished (bounded: 30 s).

@@ -17,7 +17,10 @@ async fn the_three_formats_are_parsed_and_judged_by_their_rules() {
             app_log(50, 20, 100),
         ])
         .await;
-    let flags: Vec<u64> = results.iter().map(|r| r["is_anomaly"].as_u64().expect("0|1")).collect();
+    let flags: Vec<u64> = results
+        .iter()
+        .map(|r| r["is_anomaly"].as_u64().expect("0|1"))
+        .collect();
     assert_eq!(flags, [1, 0, 1, 0, 1, 0]);
     assert_eq!(results[0]["detector"], "rule");
     assert_eq!(
@@ -39,10 +42,18 @@ async fn the_three_formats_are_parsed_and_judged_by_their_rules() {
 #[tokio::test]
 async fn duplicate_logs_get_one_result_each_in_input_order() {
     let app = spawn_app().await;
-    let logs = vec![web_log(100.0, 0.0), web_log(100.0, 0.0), web_log(3000.0, 0.0), web_log(100.0, 0.0)];
+    let logs = vec![
+        web_log(100.0, 0.0),
+        web_log(100.0, 0.0),
+        web_log(3000.0, 0.0),
+        web_log(100.0, 0.0),
+    ];
     let results = app.ingest(&logs).await;
     assert_eq!(results.len(), 4);
-    let flags: Vec<u64> = results.iter().map(|r| r["is_anomaly"].as_u64().expect("0|1")).collect();
+    let flags: Vec<u64> = results
+        .iter()
+        .map(|r| r["is_anomaly"].as_u64().expect("0|1"))
+        .collect();
     assert_eq!(flags, [0, 0, 1, 0]);
 }
 
@@ -69,16 +80,38 @@ async fn unparseable_logs_get_an_error_and_never_disappear() {
     let results = app.ingest(&logs).await;
     assert_eq!(results.len(), 6);
     for (index, result) in results.iter().take(5).enumerate() {
-        let error = result["error"].as_str().unwrap_or_else(|| panic!("log {index} has no error: {result}"));
+        let error = result["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("log {index} has no error: {result}"));
         assert!(!error.is_empty());
         assert_eq!(result["is_anomaly"], 0, "log {index}");
         assert_eq!(result["score"], Value::Null);
     }
-    assert!(results[0]["error"].as_str().expect("error").contains("JSON"));
-    assert!(results[1]["error"].as_str().expect("error").contains("custom_config"));
-    assert!(results[2]["error"].as_str().expect("error").contains("pattern"));
+    assert!(
+        results[0]["error"]
+            .as_str()
+            .expect("error")
+            .contains("JSON")
+    );
+    assert!(
+        results[1]["error"]
+            .as_str()
+            .expect("error")
+            .contains("custom_config")
+    );
+    assert!(
+        results[2]["error"]
+            .as_str()
+            .expect("error")
+            .contains("pattern")
+    );
     assert!(results[3]["error"].as_str().expect("error").contains('9'));
-    assert!(results[4]["error"].as_str().expect("error").contains("custom"));
+    assert!(
+        results[4]["error"]
+            .as_str()
+            .expect("error")
+            .contains("custom")
+    );
     assert_eq!(results[5]["is_anomaly"], 1);
     assert_eq!(results[5]["error"], Value::Null);
 }
@@ -88,7 +121,12 @@ async fn an_oversized_raw_log_is_a_per_log_error() {
     let app = spawn_app_with(&[("MAX_RAW_LOG_BYTES", "64")]).await;
     let long = json!({"raw_log": format!("{{\"pad\": \"{}\"}}", "x".repeat(100)), "service": "s", "source": "x", "format_type": "json"});
     let results = app.ingest(&[long, web_log(10.0, 0.0)]).await;
-    assert!(results[0]["error"].as_str().expect("error").contains("MAX_RAW_LOG_BYTES"));
+    assert!(
+        results[0]["error"]
+            .as_str()
+            .expect("error")
+            .contains("MAX_RAW_LOG_BYTES")
+    );
     assert_eq!(results[1]["error"], Value::Null);
 }
 

@@ -30,12 +30,20 @@ fn baseline(n: usize) -> Vec<Value> {
 async fn a_service_learns_its_baseline_and_then_flags_a_clear_outlier() {
     let app = spawn_app_with(&[("MIN_TRAIN_SAMPLES", "200")]).await;
     let results = app.ingest(&baseline(200)).await;
-    assert!(results.iter().all(|r| r["is_anomaly"] == 0 && r["score"].is_null()));
+    assert!(
+        results
+            .iter()
+            .all(|r| r["is_anomaly"] == 0 && r["score"].is_null())
+    );
     let model = app.wait_for_model("checkout").await;
     assert_eq!(model["source"], "auto");
     assert_eq!(model["features"], json!(["items", "latency"]));
     let results = app
-        .ingest(&[checkout_log(100.0, 3.0), checkout_log(5000.0, 40.0), checkout_log(95.0, 2.0)])
+        .ingest(&[
+            checkout_log(100.0, 3.0),
+            checkout_log(5000.0, 40.0),
+            checkout_log(95.0, 2.0),
+        ])
         .await;
     assert_eq!(results[0]["is_anomaly"], 0, "{}", results[0]);
     assert_eq!(results[1]["is_anomaly"], 1, "{}", results[1]);
@@ -110,7 +118,10 @@ async fn models_survive_a_restart_and_a_corrupt_file_does_not_stop_start_up() {
     let before = app.ingest(&[checkout_log(5000.0, 40.0)]).await;
     let app = app.restart().await;
     let after = app.ingest(&[checkout_log(5000.0, 40.0)]).await;
-    assert_eq!(before[0]["score"], after[0]["score"], "same model after restart");
+    assert_eq!(
+        before[0]["score"], after[0]["score"],
+        "same model after restart"
+    );
 
     // Corrupt every model file, then restart: the service starts and judges by rules alone.
     let models_dir = app.data_dir.join("models");
@@ -136,15 +147,19 @@ async fn feedback_changes_the_next_model() {
     assert_eq!(job["status"], "succeeded");
     // A slow-but-fine pattern the baseline never showed is flagged at first.
     let pattern = checkout_log(400.0, 3.0);
-    let results = app.ingest(&[pattern.clone()]).await;
+    let results = app.ingest(std::slice::from_ref(&pattern)).await;
     assert_eq!(results[0]["is_anomaly"], 1, "{}", results[0]);
 
     let mut feedback: Vec<Value> = (0..30)
         .map(|i| json!({"log": checkout_log(390.0 + f64::from(i % 20), 3.0), "is_anomaly": 0}))
         .collect();
-    feedback.extend((0..5).map(|i| json!({"log": checkout_log(9000.0 + f64::from(i), 50.0), "is_anomaly": 1})));
+    feedback.extend(
+        (0..5).map(|i| json!({"log": checkout_log(9000.0 + f64::from(i), 50.0), "is_anomaly": 1})),
+    );
     assert_eq!(app.post_feedback(&feedback).await.status(), 202);
-    let accuracy_before = app.metrics().await["model_accuracy"].as_f64().expect("accuracy");
+    let accuracy_before = app.metrics().await["model_accuracy"]
+        .as_f64()
+        .expect("accuracy");
 
     let job = train(&app, &baseline(300)).await;
     assert_eq!(job["status"], "succeeded");
@@ -153,8 +168,13 @@ async fn feedback_changes_the_next_model() {
     assert_eq!(results[0]["is_anomaly"], 0, "{}", results[0]);
     let still_flagged = app.ingest(&[checkout_log(9000.0, 50.0)]).await;
     assert_eq!(still_flagged[0]["is_anomaly"], 1);
-    let accuracy_after = app.metrics().await["model_accuracy"].as_f64().expect("accuracy");
-    assert!(accuracy_after > accuracy_before, "{accuracy_before} -> {accuracy_after}");
+    let accuracy_after = app.metrics().await["model_accuracy"]
+        .as_f64()
+        .expect("accuracy");
+    assert!(
+        accuracy_after > accuracy_before,
+        "{accuracy_before} -> {accuracy_after}"
+    );
     assert!(accuracy_after >= 0.95, "{accuracy_after}");
 }
 
@@ -172,12 +192,17 @@ async fn retrains_under_concurrent_ingestion_never_fail_a_request_or_mix_models(
             let mut batches = 0;
             // Bounded: at most 2,000 requests per client.
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && batches < 2000 {
-                let logs: Vec<Value> = (0..20).map(|i| checkout_log(90.0 + f64::from(i + client), 3.0)).collect();
+                let logs: Vec<Value> = (0..20)
+                    .map(|i| checkout_log(90.0 + f64::from(i + client), 3.0))
+                    .collect();
                 let response = app.post_logs(&logs).await;
                 assert_eq!(response.status(), 200);
                 let results: Vec<Value> = response.json().await.expect("json");
                 assert_eq!(results.len(), 20);
-                assert!(results.iter().all(|r| r["score"].is_number()), "an unscored log mid-retrain");
+                assert!(
+                    results.iter().all(|r| r["score"].is_number()),
+                    "an unscored log mid-retrain"
+                );
                 batches += 1;
             }
             batches
@@ -188,7 +213,8 @@ async fn retrains_under_concurrent_ingestion_never_fail_a_request_or_mix_models(
         let logs: Vec<Value> = baseline(300)
             .into_iter()
             .map(|mut log| {
-                let mut inner: Value = serde_json::from_str(log["raw_log"].as_str().expect("raw")).expect("json");
+                let mut inner: Value =
+                    serde_json::from_str(log["raw_log"].as_str().expect("raw")).expect("json");
                 inner[format!("extra_{round}")] = json!(round);
                 log["raw_log"] = json!(inner.to_string());
                 log
