@@ -72,7 +72,12 @@ where
 /// Decodes JSON, answering a decode failure as pydantic does (`json_invalid` at the byte offset).
 pub fn decode_json(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|error| {
-        let offset = byte_offset(bytes, error.line(), error.column());
+        // Python's decoder reports a truncated body at its end; serde_json at its last byte.
+        let offset = if error.is_eof() {
+            bytes.len()
+        } else {
+            byte_offset(bytes, error.line(), error.column())
+        };
         ApiError::unprocessable(FieldError {
             kind: "json_invalid",
             loc: vec![json!("body"), json!(offset)],
