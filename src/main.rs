@@ -30,7 +30,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
         Command::Offline(command) => cli::run(command),
@@ -42,6 +45,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version go out as clap prints them; a bad command line is one `error:` line and exit
+/// code 2, so scripts that call the offline commands see a single clear reason.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        error.exit();
+    }
+    // clap's first paragraph says what is wrong (a required flag may be on the next line); the
+    // usage and the hint that follow are left out.
+    let rendered = error.render().to_string();
+    let reason: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    eprintln!("{}", reason.join(" "));
+    ExitCode::from(2)
 }
 
 fn serve() -> anyhow::Result<()> {
