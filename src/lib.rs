@@ -13,5 +13,6 @@ pub mod learn;
 pub mod parse;
 pub mod pipeline;
 pub mod settings;
+pub mod simulator;
 pub mod store;
 pub mod telemetry;

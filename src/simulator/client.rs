@@ -1,0 +1,352 @@
+//! The HTTP side: post one batch to the ingest endpoint, retrying what may succeed on a second try,
+//! and read back one judgement per log.
+//!
+//! Retries follow the service's own alert delivery (STYLE.md §7, after vector's
+//! `RetryStrategy::Default`): connection errors, timeouts, 408, 429 and 5xx other than 501 are
+//! retried with capped exponential backoff and jitter; any other status is final.
+
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::{StatusCode, Url};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::parse::RawLog;
+
+/// The contract's ingest body (`tags` omitted).
+#[derive(Debug, Serialize)]
+struct IngestBody<'a> {
+    logs: &'a [RawLog],
+}
+
+/// What the service said about one log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub is_anomaly: bool,
+    /// `"rule"`, `"model"`, or `None` (the original never said).
+    pub detector: Option<String>,
+    /// Why the service could not judge the log.
+    pub error: Option<String>,
+}
+
+/// The end of one batch's delivery, after any retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchOutcome {
+    /// One judgement per log, in order; or why there are none.
+    pub result: Result<Vec<Judgement>, String>,
+    /// The final HTTP status; `None` when no response ever came.
+    pub status: Option<u16>,
+    pub retries: u32,
+    pub connection_errors: u32,
+}
+
+/// One failed attempt that will be repeated.
+#[derive(Debug, Clone)]
+pub struct RetryNotice {
+    /// 1-based number of the attempt that failed.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub error: String,
+    pub delay: Duration,
+}
+
+/// Retry limits.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause before retry number `retry` (0-based): doubling from the initial backoff, capped,
+    /// with ±25 % jitter so a fleet of simulators does not hammer a recovering service in step.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let base = self
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow(retry))
+            .min(self.max_backoff);
+        base.mul_f64(rand::rng().random_range(0.75..1.25))
+    }
+}
+
+/// A client for one ingest URL.
+#[derive(Debug, Clone)]
+pub struct IngestClient {
+    http: reqwest::Client,
+    url: Url,
+    policy: RetryPolicy,
+}
+
+enum Attempt {
+    Done(BatchOutcome),
+    Retry { error: String, status: Option<u16> },
+}
+
+impl IngestClient {
+    /// A client posting to `url`, giving each request `timeout`.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built (no TLS backend).
+    pub fn new(url: Url, timeout: Duration, policy: RetryPolicy) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("log-simulator/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { http, url, policy })
+    }
+
+    /// The endpoint.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Posts `logs` and waits for the judgements, retrying as the policy allows; calls `on_retry`
+    /// before each pause. Never fails: an undeliverable batch is an outcome like any other.
+    pub async fn send(
+        &self,
+        logs: &[RawLog],
+        mut on_retry: impl FnMut(&RetryNotice),
+    ) -> BatchOutcome {
+        let body = IngestBody { logs };
+        let max_attempts = self.policy.retries + 1;
+        let mut connection_errors = 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (error, status) = match self.attempt(&body, logs.len()).await {
+                Attempt::Done(mut outcome) => {
+                    outcome.retries = attempt - 1;
+                    outcome.connection_errors = connection_errors;
+                    return outcome;
+                }
+                Attempt::Retry { error, status } => (error, status),
+            };
+            if status.is_none() {
+                connection_errors += 1;
+            }
+            if attempt >= max_attempts {
+                let error = if status.is_none() {
+                    format!("could not reach {}: {error}", self.url)
+                } else {
+                    error
+                };
+                return BatchOutcome {
+                    result: Err(error),
+                    status,
+                    retries: attempt - 1,
+                    connection_errors,
+                };
+            }
+            let delay = self.policy.delay(attempt - 1);
+            on_retry(&RetryNotice {
+                attempt,
+                max_attempts,
+                error,
+                delay,
+            });
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(&self, body: &IngestBody<'_>, expected: usize) -> Attempt {
+        let response = match self.http.post(self.url.clone()).json(body).send().await {
+            Ok(response) => response,
+            Err(error) => {
+                return Attempt::Retry {
+                    error: describe(&error),
+                    status: None,
+                };
+            }
+        };
+        let status = response.status();
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(error) => {
+                return Attempt::Retry {
+                    error: format!("reading the response: {}", describe(&error)),
+                    status: None,
+                };
+            }
+        };
+        if !status.is_success() {
+            let error = format!("HTTP {}: {}", status.as_u16(), excerpt(&text));
+            if is_retryable(status) {
+                return Attempt::Retry {
+                    error,
+                    status: Some(status.as_u16()),
+                };
+            }
+            return Attempt::Done(BatchOutcome {
+                result: Err(error),
+                status: Some(status.as_u16()),
+                retries: 0,
+                connection_errors: 0,
+            });
+        }
+        Attempt::Done(BatchOutcome {
+            result: parse_judgements(&text, expected),
+            status: Some(status.as_u16()),
+            retries: 0,
+            connection_errors: 0,
+        })
+    }
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
+}
+
+/// The error and its causes on one line (reqwest's top-level message alone says little).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        error.to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = cause_source(source);
+    }
+    text
+}
+
+fn cause_source<'a>(
+    error: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    error.and_then(std::error::Error::source)
+}
+
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 200;
+    let text = text.trim();
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// Reads `[{"is_anomaly": 0|1, "detector"?, "error"?, …}, …]`: the contract's shape, and the
+/// original's (which had only `score` and `is_anomaly`).
+///
+/// # Errors
+/// A body that is not such a list, or a list whose length differs from the batch's: the original
+/// returned one result per *distinct* log, and results that do not line up cannot be scored.
+pub fn parse_judgements(text: &str, expected: usize) -> Result<Vec<Judgement>, String> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|error| format!("the response is not JSON ({error}): {}", excerpt(text)))?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| format!("the response is not a list: {}", excerpt(text)))?;
+    if items.len() != expected {
+        return Err(format!(
+            "the service answered {} results for {expected} logs, so they cannot be matched",
+            items.len()
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let is_anomaly = match item.get("is_anomaly") {
+                Some(Value::Bool(b)) => *b,
+                Some(Value::Number(n)) => n.as_f64().is_some_and(|x| x != 0.0),
+                _ => return Err(format!("result {i} has no is_anomaly: {item}")),
+            };
+            let text_field = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_owned);
+            Ok(Judgement {
+                is_anomaly,
+                detector: text_field("detector"),
+                error: text_field("error"),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contracts_and_the_originals_shapes_both_parse() {
+        let ours = r#"[{"score":-0.1,"is_anomaly":1,"service":"db","detector":"model","violations":[],"error":null},
+                      {"score":null,"is_anomaly":0,"detector":null,"error":"bad JSON"}]"#;
+        let parsed = parse_judgements(ours, 2).expect("parses");
+        assert_eq!(
+            parsed[0],
+            Judgement {
+                is_anomaly: true,
+                detector: Some("model".into()),
+                error: None
+            }
+        );
+        assert_eq!(parsed[1].error.as_deref(), Some("bad JSON"));
+        let original = r#"[{"score":1.0,"is_anomaly":1},{"score":0.0,"is_anomaly":0}]"#;
+        let parsed = parse_judgements(original, 2).expect("parses");
+        assert!(parsed[0].is_anomaly && !parsed[1].is_anomaly);
+    }
+
+    #[test]
+    fn results_that_do_not_line_up_are_an_error() {
+        let error = parse_judgements(r#"[{"is_anomaly":0}]"#, 3).expect_err("short");
+        assert!(error.contains("1 results for 3 logs"), "{error}");
+        assert!(parse_judgements(r#"{"detail":"x"}"#, 1).is_err());
+        assert!(parse_judgements("<html>", 1).is_err());
+        assert!(parse_judgements(r#"[{"score":0.5}]"#, 1).is_err());
+    }
+
+    #[test]
+    fn retryable_statuses_are_the_transient_ones() {
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(is_retryable(StatusCode::from_u16(code).expect("code")), "{code}");
+        }
+        for code in [400, 404, 413, 422, 501] {
+            assert!(!is_retryable(StatusCode::from_u16(code).expect("code")), "{code}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_bounded_jitter() {
+        let policy = RetryPolicy {
+            retries: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        };
+        for (retry, base_ms) in [(0, 100.0), (1, 200.0), (2, 400.0), (3, 800.0), (6, 1000.0)] {
+            let ms = policy.delay(retry).as_secs_f64() * 1000.0;
+            assert!(
+                (base_ms * 0.75..=base_ms * 1.25).contains(&ms),
+                "retry {retry}: {ms}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_bodies_are_cut_in_messages() {
+        let long = "é".repeat(500);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), 201);
+    }
+}
