@@ -266,8 +266,23 @@ pub const BARE_TEXT: &str = "text";
 
 /// Level words a key=value line may begin with (after its timestamp), matched case-insensitively.
 const LEVEL_WORDS: [&str; 17] = [
-    "TRACE", "DEBUG", "INFO", "NOTICE", "WARN", "WARNING", "ERROR", "ERR", "CRITICAL", "CRIT", "FATAL",
-    "ALERT", "EMERG", "EMERGENCY", "PANIC", "SEVERE", "FINE",
+    "TRACE",
+    "DEBUG",
+    "INFO",
+    "NOTICE",
+    "WARN",
+    "WARNING",
+    "ERROR",
+    "ERR",
+    "CRITICAL",
+    "CRIT",
+    "FATAL",
+    "ALERT",
+    "EMERG",
+    "EMERGENCY",
+    "PANIC",
+    "SEVERE",
+    "FINE",
 ];
 
 /// Reads a bare word as a level: `ERROR`, `[error]`, `WARN:`; returns the word without decoration.
@@ -293,12 +308,23 @@ mod tests {
     #[test]
     fn identifiers_are_recognised_by_name() {
         for name in [
-            "id", "ID", "request_id", "trace-id", "user.id", "requestId", "userID", "uuid",
-            "session_uuid", "pid", "span2Id",
+            "id",
+            "ID",
+            "request_id",
+            "trace-id",
+            "user.id",
+            "requestId",
+            "userID",
+            "uuid",
+            "session_uuid",
+            "pid",
+            "span2Id",
         ] {
             assert!(is_identifier(name), "{name}");
         }
-        for name in ["valid", "paid", "VOID", "android", "idle", "width", "identity"] {
+        for name in [
+            "valid", "paid", "VOID", "android", "idle", "width", "identity",
+        ] {
             assert!(!is_identifier(name), "{name}");
         }
     }

@@ -216,7 +216,8 @@ mod tests {
 
     #[test]
     fn only_top_level_names_fill_timestamp_level_and_message() {
-        let log = parse(r#"{"http":{"level":3,"message":"ok","timestamp":"2024-01-15T10:00:00Z"}}"#);
+        let log =
+            parse(r#"{"http":{"level":3,"message":"ok","timestamp":"2024-01-15T10:00:00Z"}}"#);
         assert_eq!(log.timestamp, None);
         assert_eq!(log.level, None);
         assert_eq!(log.message, None);
@@ -272,7 +273,10 @@ mod tests {
     #[test]
     fn epoch_timestamps_are_read() {
         let log = parse(r#"{"ts":1705312800123,"level":30}"#);
-        assert_eq!(log.timestamp.map(|t| t.timestamp_millis()), Some(1_705_312_800_123));
+        assert_eq!(
+            log.timestamp.map(|t| t.timestamp_millis()),
+            Some(1_705_312_800_123)
+        );
         assert_eq!(log.level.as_deref(), Some("info"));
         assert!(log.features.is_empty());
     }
@@ -281,9 +285,22 @@ mod tests {
     fn broken_json_is_an_error_that_says_so() {
         let error = parse_json("{not json").expect_err("not JSON");
         assert!(matches!(error, ParseError::InvalidJson(_)));
-        assert!(error.to_string().starts_with("raw_log is not valid JSON: "), "{error}");
-        for raw in ["", "   ", "{", r#"{"a":1"#, r#"{"a":1} x"#, r#"{"a":1e999}"#] {
-            assert!(matches!(parse_json(raw), Err(ParseError::InvalidJson(_))), "{raw:?}");
+        assert!(
+            error.to_string().starts_with("raw_log is not valid JSON: "),
+            "{error}"
+        );
+        for raw in [
+            "",
+            "   ",
+            "{",
+            r#"{"a":1"#,
+            r#"{"a":1} x"#,
+            r#"{"a":1e999}"#,
+        ] {
+            assert!(
+                matches!(parse_json(raw), Err(ParseError::InvalidJson(_))),
+                "{raw:?}"
+            );
         }
     }
 

@@ -74,7 +74,7 @@ impl PatternCache {
     }
 
     /// How many patterns (compiled or failed) are cached.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.slots
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -255,7 +255,11 @@ mod tests {
         let features: Vec<_> = log.features.iter().collect();
         assert_eq!(
             features,
-            [("cpu_usage", 95.0), ("memory_usage", 85.0), ("thread_count", 200.0)]
+            [
+                ("cpu_usage", 95.0),
+                ("memory_usage", 85.0),
+                ("thread_count", 200.0)
+            ]
         );
         assert!(log.attributes.is_empty());
     }
@@ -263,7 +267,8 @@ mod tests {
     #[test]
     fn named_groups_name_themselves_and_may_be_mapped_by_name() {
         let config = json!({"pattern": r"(?P<ts>\S+) took (?P<took>\S+) on (\S+) from (?P<host>\S+)", "field_mapping": {"ts": "timestamp", "2": "disk"}});
-        let log = parse(&config, "2024-01-15T10:00:02Z took 1.5s on sda from web-1").expect("parses");
+        let log =
+            parse(&config, "2024-01-15T10:00:02Z took 1.5s on sda from web-1").expect("parses");
         assert!(log.timestamp.is_some());
         assert_eq!(log.features.get("took"), Some(1500.0));
         assert_eq!(log.attributes["disk"], "sda");
@@ -272,7 +277,8 @@ mod tests {
 
     #[test]
     fn unnamed_unmapped_and_null_mapped_groups_are_ignored() {
-        let config = json!({"pattern": r"(\d+) (\d+) (?P<c>\d+)", "field_mapping": {"0": "a", "2": null}});
+        let config =
+            json!({"pattern": r"(\d+) (\d+) (?P<c>\d+)", "field_mapping": {"0": "a", "2": null}});
         let log = parse(&config, "1 2 3").expect("parses");
         let features: Vec<_> = log.features.iter().collect();
         assert_eq!(features, [("a", 1.0)]);
@@ -280,7 +286,8 @@ mod tests {
 
     #[test]
     fn a_group_that_did_not_take_part_is_skipped() {
-        let config = json!({"pattern": r"a=(\d+)(?: b=(\d+))?", "field_mapping": {"0": "a", "1": "b"}});
+        let config =
+            json!({"pattern": r"a=(\d+)(?: b=(\d+))?", "field_mapping": {"0": "a", "1": "b"}});
         let log = parse(&config, "a=1").expect("parses");
         assert_eq!(log.features.get("a"), Some(1.0));
         assert_eq!(log.features.get("b"), None);
@@ -297,13 +304,21 @@ mod tests {
     fn a_line_that_does_not_match_is_an_error() {
         let error = parse(&app_config(), "something else").expect_err("no match");
         assert!(matches!(error, ParseError::NoMatch));
-        assert_eq!(error.to_string(), "raw_log does not match the regex pattern");
+        assert_eq!(
+            error.to_string(),
+            "raw_log does not match the regex pattern"
+        );
     }
 
     #[test]
     fn a_missing_config_or_pattern_is_an_error_naming_custom_config() {
         let cache = PatternCache::new(4);
-        for config in [None, Some(json!(null)), Some(json!({})), Some(json!({"field_mapping": {}}))] {
+        for config in [
+            None,
+            Some(json!(null)),
+            Some(json!({})),
+            Some(json!({"field_mapping": {}})),
+        ] {
             let error = parse_regex(&cache, APP_LINE, config.as_ref()).expect_err("no pattern");
             assert_eq!(
                 error.to_string(),
@@ -317,8 +332,14 @@ mod tests {
         for (config, needle) in [
             (json!("pattern"), "custom_config must be an object"),
             (json!({"pattern": 5}), "'pattern' must be a string"),
-            (json!({"pattern": "(a)", "field_mapping": ["a"]}), "'field_mapping' must be an object"),
-            (json!({"pattern": "(a)", "field_mapping": {"0": 1}}), "must be a field name"),
+            (
+                json!({"pattern": "(a)", "field_mapping": ["a"]}),
+                "'field_mapping' must be an object",
+            ),
+            (
+                json!({"pattern": "(a)", "field_mapping": {"0": 1}}),
+                "must be a field name",
+            ),
         ] {
             let error = parse(&config, "a").expect_err("bad config");
             assert!(error.to_string().contains(needle), "{error}");
@@ -330,7 +351,10 @@ mod tests {
         let config = json!({"pattern": "(unclosed", "field_mapping": {}});
         let error = parse(&config, "x").expect_err("does not compile");
         let message = error.to_string();
-        assert!(message.starts_with("regex pattern does not compile: "), "{message}");
+        assert!(
+            message.starts_with("regex pattern does not compile: "),
+            "{message}"
+        );
         assert!(message.contains("unclosed"), "{message}");
     }
 
@@ -352,7 +376,10 @@ mod tests {
         );
         let config = json!({"pattern": "(a)", "field_mapping": {"1": "x"}});
         let error = parse(&config, "a").expect_err("no group 1");
-        assert_eq!(error.to_string(), "field_mapping maps group 1 but the pattern has 1 group");
+        assert_eq!(
+            error.to_string(),
+            "field_mapping maps group 1 but the pattern has 1 group"
+        );
         let config = json!({"pattern": "a", "field_mapping": {"99999999999999999999999": "x"}});
         let error = parse(&config, "a").expect_err("no group");
         assert_eq!(

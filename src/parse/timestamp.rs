@@ -358,12 +358,23 @@ mod tests {
             Some(utc("2024-01-15T10:00:00.5Z"))
         );
         assert_eq!(parse_timestamp("1705312800"), expected);
-        assert_eq!(parse_timestamp("1705312800123").map(|t| t.timestamp_subsec_millis()), Some(123));
+        assert_eq!(
+            parse_timestamp("1705312800123").map(|t| t.timestamp_subsec_millis()),
+            Some(123)
+        );
     }
 
     #[test]
     fn small_negative_and_huge_epochs_are_not_times() {
-        for value in [0.0, 12.0, 99_999_999.0, -1_705_312_800.0, 1e20, f64::NAN, f64::INFINITY] {
+        for value in [
+            0.0,
+            12.0,
+            99_999_999.0,
+            -1_705_312_800.0,
+            1e20,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
             assert_eq!(from_epoch(value), None, "{value}");
         }
         assert_eq!(parse_timestamp("12"), None);
