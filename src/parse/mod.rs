@@ -1,8 +1,35 @@
-//! TEMPORARY SHIM - not to be committed.
-#![allow(unused, clippy::all)]
-use serde::{Deserialize, Serialize};
+//! Parsing, the first stage of the flow: a [`RawLog`] off the wire becomes a [`ParsedLog`] with a
+//! timestamp, level, message, numeric [`Features`] for detection, and text attributes.
+//!
+//! Pure functions, no I/O. Each format has its module: [`json`], [`key_value`], [`regex`] (whose
+//! compiled patterns [`Parser`] caches); [`fields`] decides what each named value becomes, [`value`]
+//! reads numbers with units and [`timestamp`] reads times. `custom` was never implemented by the
+//! original and is a per-log error here (CONTRACT "Log formats").
+//!
+//! A log that does not parse is data, not a failure of the request: [`Parser::parse`] returns a
+//! [`ParseError`] whose message goes into that log's `error` field. No input makes it panic; the
+//! property tests at the bottom throw arbitrary text, JSON and patterns at it.
+
 use std::collections::BTreeMap;
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+
+mod fields;
+mod json;
+mod key_value;
+mod regex;
+pub mod timestamp;
+pub mod value;
+
+pub use self::json::parse_json;
+pub use self::key_value::parse_key_value;
+pub use self::regex::PatternCache;
+
+/// How a log's `raw_log` is written (the contract's `format_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FormatType {
     Json,
@@ -10,54 +37,223 @@ pub enum FormatType {
     Regex,
     Custom,
 }
+
 impl FormatType {
+    /// The wire name: `"json"`, `"key_value"`, `"regex"` or `"custom"`.
     pub fn as_str(&self) -> &'static str {
-        todo!()
+        match self {
+            FormatType::Json => "json",
+            FormatType::KeyValue => "key_value",
+            FormatType::Regex => "regex",
+            FormatType::Custom => "custom",
+        }
     }
 }
+
+/// One log as a client posts it (CONTRACT "RawLog").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RawLog {
+    /// The log line or JSON document itself.
     pub raw_log: String,
     pub service: String,
     pub source: String,
     pub format_type: FormatType,
+    /// For `regex`: `{"pattern": …, "field_mapping": {…}}`.
     #[serde(default)]
     pub custom_config: Option<serde_json::Value>,
 }
-#[derive(Debug, Clone)]
-pub struct Features;
-impl Features {
-    pub fn get(&self, name: &str) -> Option<f64> {
-        todo!()
-    }
-    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
-        std::iter::empty()
-    }
-    pub fn is_empty(&self) -> bool {
-        todo!()
-    }
-    pub fn len(&self) -> usize {
-        todo!()
-    }
-}
-#[derive(Debug, Clone)]
+
+/// What a log says, once parsed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParsedLog {
-    pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    /// The log's own time, in UTC; `None` when it has none (the pipeline then uses the arrival time).
+    pub timestamp: Option<DateTime<Utc>>,
     pub level: Option<String>,
     pub message: Option<String>,
+    /// Numeric measurements, in base units (milliseconds, bytes), for rules and the model.
     pub features: Features,
+    /// Every other field, as text: identifiers, hosts, paths, arrays as JSON.
     pub attributes: BTreeMap<String, String>,
 }
-#[derive(Debug)]
-pub struct Parser;
-impl Parser {
-    pub fn new(c: usize) -> Parser {
-        Parser
+
+/// A log's numeric features by name, sorted by name, each name once.
+///
+/// All names live in one string and the values in one vector, so a log's features cost two
+/// allocations however many there are. Serializes as a JSON object.
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    names: String,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    start: usize,
+    end: usize,
+    value: f64,
+}
+
+impl Features {
+    /// No features.
+    pub fn new() -> Self {
+        Self::default()
     }
-    pub fn parse(&self, log: &RawLog) -> Result<ParsedLog, ParseError> {
-        todo!()
+
+    /// The value of the feature `name`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.entries
+            .binary_search_by(|entry| self.name(entry).cmp(name))
+            .ok()
+            .map(|index| self.entries[index].value)
+    }
+
+    /// Every feature as `(name, value)`, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        self.entries
+            .iter()
+            .map(|entry| (self.name(entry), entry.value))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn name(&self, entry: &Entry) -> &str {
+        &self.names[entry.start..entry.end]
+    }
+
+    /// Adds a feature; [`Features::seal`] must run before the next lookup.
+    fn push(&mut self, name: &str, value: f64) {
+        let start = self.names.len();
+        self.names.push_str(name);
+        self.entries.push(Entry {
+            start,
+            end: self.names.len(),
+            value,
+        });
+    }
+
+    /// Sorts by name and keeps the last value of a repeated name, as a JSON object's reader would.
+    fn seal(&mut self) {
+        let names = &self.names;
+        let name = |entry: &Entry| &names[entry.start..entry.end];
+        if self
+            .entries
+            .windows(2)
+            .all(|pair| name(&pair[0]) < name(&pair[1]))
+        {
+            return;
+        }
+        // Stable, so equal names stay in input order and the last one is the latest.
+        self.entries.sort_by(|a, b| name(a).cmp(name(b)));
+        self.entries.dedup_by(|later, kept| {
+            let same = name(later) == name(kept);
+            if same {
+                kept.value = later.value;
+            }
+            same
+        });
     }
 }
+
+impl PartialEq for Features {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<(S, f64)> for Features {
+    fn from_iter<I: IntoIterator<Item = (S, f64)>>(iter: I) -> Self {
+        let mut features = Features::new();
+        for (name, value) in iter {
+            features.push(name.as_ref(), value);
+        }
+        features.seal();
+        features
+    }
+}
+
+impl Serialize for Features {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (name, value) in self.iter() {
+            map.serialize_entry(name, &value)?;
+        }
+        map.end()
+    }
+}
+
+/// Why one log could not be parsed. The message is written for the client: it lands in that log's
+/// `error` field.
 #[derive(Debug, thiserror::Error)]
-#[error("parse")]
-pub struct ParseError;
+pub enum ParseError {
+    #[error("raw_log is not valid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    #[error("raw_log must be a JSON object, not {found}")]
+    NotAnObject { found: &'static str },
+    #[error("format_type 'regex' needs custom_config with a 'pattern'")]
+    MissingPattern,
+    #[error("custom_config is invalid: {0}")]
+    InvalidConfig(&'static str),
+    #[error("regex pattern does not compile: {0}")]
+    BadPattern(Arc<str>),
+    #[error("field_mapping maps group {key} but the pattern has {}", count_groups(*groups))]
+    MissingGroup { key: String, groups: usize },
+    #[error("field_mapping names group '{name}' but the pattern has no group of that name")]
+    UnknownGroupName { name: String },
+    #[error("raw_log does not match the regex pattern")]
+    NoMatch,
+    #[error(
+        "format_type 'custom' is not supported: the original service never implemented it; \
+         send the log as 'json', 'key_value' or 'regex'"
+    )]
+    Unsupported,
+}
+
+fn count_groups(groups: usize) -> String {
+    match groups {
+        0 => "no groups".to_owned(),
+        1 => "1 group".to_owned(),
+        n => format!("{n} groups"),
+    }
+}
+
+/// Parses logs of every format; one is shared by all request handlers and training jobs.
+#[derive(Debug)]
+pub struct Parser {
+    patterns: PatternCache,
+}
+
+impl Parser {
+    /// A parser that keeps up to `regex_cache_capacity` compiled patterns (at least one).
+    pub fn new(regex_cache_capacity: usize) -> Self {
+        Self {
+            patterns: PatternCache::new(regex_cache_capacity),
+        }
+    }
+
+    /// Parses one log according to its `format_type`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ParseError`] saying what is wrong with this log: JSON that is not a JSON object, a regex log
+    /// without a usable pattern and mapping or that the pattern does not match, or `custom`.
+    /// `key_value` never fails.
+    pub fn parse(&self, log: &RawLog) -> Result<ParsedLog, ParseError> {
+        match log.format_type {
+            FormatType::Json => parse_json(&log.raw_log),
+            FormatType::KeyValue => Ok(parse_key_value(&log.raw_log)),
+            FormatType::Regex => {
+                regex::parse_regex(&self.patterns, &log.raw_log, log.custom_config.as_ref())
+            }
+            FormatType::Custom => Err(ParseError::Unsupported),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
