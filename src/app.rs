@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::FromRef;
+use chrono::Utc;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::alert::AlertSystem;
 use crate::api;
 use crate::api::body::BodyLimit;
 use crate::api::error::ApiError;
@@ -29,6 +31,7 @@ pub struct AppState {
     pub detector: Arc<Detector>,
     pub store: Store,
     pub learner: Arc<Learner>,
+    pub alerts: AlertSystem,
 }
 
 impl FromRef<AppState> for BodyLimit {
@@ -38,7 +41,7 @@ impl FromRef<AppState> for BodyLimit {
 }
 
 impl AppState {
-    /// Runs a batch through the pipeline, then feeds the learning loop.
+    /// Runs a batch through the pipeline, then feeds the learning loop and the rate alerts.
     ///
     /// # Errors
     /// Storage failures (503).
@@ -48,6 +51,16 @@ impl AppState {
         tags: Option<Map<String, Value>>,
     ) -> Result<Vec<LogResult>, ApiError> {
         let outcome = self.pipeline.process(logs, tags).await?;
+        // The anomalies are committed; the rate tracker counts them by service, with each log's
+        // own timestamp and the arrival time (alert::lifecycle explains why both).
+        self.alerts.record_batch(
+            outcome
+                .judged
+                .iter()
+                .filter(|log| log.verdict.is_anomaly())
+                .map(|log| (log.raw.service.as_str(), log.parsed.timestamp)),
+            Utc::now(),
+        );
         self.learner.observe(&outcome.judged);
         Ok(outcome.results)
     }
@@ -124,6 +137,9 @@ impl App {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {address} (API_HOST, API_PORT)"))?;
+        let alerts = AlertSystem::start(&settings)
+            .await
+            .context("starting the alert channels")?;
         let mut background = Vec::new();
         if let Some(interval) = settings.retrain_interval {
             background.push(tokio::spawn(Arc::clone(&learner).run_periodic(interval)));
@@ -134,6 +150,7 @@ impl App {
             detector,
             store,
             learner,
+            alerts,
         };
         Ok(Self {
             listener,
@@ -185,6 +202,9 @@ impl App {
         for task in background {
             task.abort();
         }
+        // Queued alerts go out (within ALERT_SHUTDOWN_TIMEOUT_SECONDS) before storage closes.
+        state.alerts.shutdown().await;
+        tracing::info!("Alert queues drained.");
         let store = state.store.clone();
         drop(state);
         store.shutdown().await.context("closing the database")?;

@@ -4,6 +4,7 @@
 //! [`learn`] each service's baseline. The isolation forest itself is [`forest`]. `main.rs` and
 //! `bin/log-simulator.rs` are thin front ends over this library.
 
+pub mod alert;
 pub mod api;
 pub mod app;
 pub mod cli;

@@ -93,6 +93,18 @@ pub struct Settings {
     pub generic_webhook_format: WebhookFormat,
     pub alert_repeat_interval: Duration,
     pub alert_timeout: Duration,
+    /// Undelivered notifications kept per channel; beyond it new ones are dropped and counted.
+    pub alert_queue_capacity: usize,
+    /// Delivery attempts per notification and channel before giving up.
+    pub alert_max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter, up to `alert_retry_max`.
+    pub alert_retry_initial: Duration,
+    /// Longest retry delay, a `Retry-After` included.
+    pub alert_retry_max: Duration,
+    /// How long shutdown waits for the alert queues to drain.
+    pub alert_shutdown_timeout: Duration,
+    /// Services the rate tracker follows at once.
+    pub alert_max_services: usize,
     pub log_level: String,
     pub log_format: LogFormat,
     pub max_recent_anomalies: usize,
@@ -195,6 +207,13 @@ impl Settings {
             ),
             alert_repeat_interval: r.seconds("ALERT_REPEAT_INTERVAL_SECONDS", 4 * 3600, 1),
             alert_timeout: r.seconds("ALERT_TIMEOUT_SECONDS", 10, 1),
+            alert_queue_capacity: r.ranged("ALERT_QUEUE_CAPACITY", 1000, 1, 1_000_000),
+            alert_max_attempts: u32::try_from(r.ranged("ALERT_MAX_ATTEMPTS", 12, 1, 1000))
+                .unwrap_or(12),
+            alert_retry_initial: r.positive_seconds("ALERT_RETRY_INITIAL_SECONDS", 1.0),
+            alert_retry_max: r.positive_seconds("ALERT_RETRY_MAX_SECONDS", 300.0),
+            alert_shutdown_timeout: r.seconds("ALERT_SHUTDOWN_TIMEOUT_SECONDS", 10, 0),
+            alert_max_services: r.ranged("ALERT_MAX_SERVICES", 1000, 1, 1_000_000),
             log_level: r.log_level("LOG_LEVEL"),
             log_format: r.choice(
                 "LOG_FORMAT",
@@ -229,6 +248,13 @@ impl Settings {
                 &[("full", StoreSync::Full), ("normal", StoreSync::Normal)],
             ),
         };
+        if settings.alert_retry_max < settings.alert_retry_initial {
+            reader.problems.push(format!(
+                "ALERT_RETRY_MAX_SECONDS ({} s) must not be below ALERT_RETRY_INITIAL_SECONDS ({} s)",
+                settings.alert_retry_max.as_secs_f64(),
+                settings.alert_retry_initial.as_secs_f64()
+            ));
+        }
         if reader.problems.is_empty() {
             Ok(settings)
         } else {
@@ -318,6 +344,26 @@ impl Reader<'_> {
             _ => {
                 self.problem(name, &raw, format!("expected a number of seconds >= {min}"));
                 Duration::from_secs(default)
+            }
+        }
+    }
+
+    /// A positive number of seconds, fractions allowed (tests use milliseconds).
+    fn positive_seconds(&mut self, name: &str, default: f64) -> Duration {
+        let Some(raw) = self.text(name).map(str::to_owned) else {
+            return Duration::from_secs_f64(default);
+        };
+        match raw.parse::<f64>() {
+            Ok(value) if value.is_finite() && value >= 0.001 && value <= 1e7 => {
+                Duration::from_secs_f64(value)
+            }
+            _ => {
+                self.problem(
+                    name,
+                    &raw,
+                    "expected a number of seconds from 0.001 to 10000000",
+                );
+                Duration::from_secs_f64(default)
             }
         }
     }
@@ -610,6 +656,68 @@ mod tests {
                 .rules_for("web_server")
                 .contains(&("response_time".to_owned(), 1500.0))
         );
+    }
+
+    #[test]
+    fn alert_delivery_settings_have_defaults() {
+        let settings = Settings::from_vars(&HashMap::new()).expect("defaults are valid");
+        assert_eq!(settings.alert_queue_capacity, 1000);
+        assert_eq!(settings.alert_max_attempts, 12);
+        assert_eq!(settings.alert_retry_initial, Duration::from_secs(1));
+        assert_eq!(settings.alert_retry_max, Duration::from_secs(300));
+        assert_eq!(settings.alert_shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(settings.alert_max_services, 1000);
+        assert_eq!(
+            settings.alert_repeat_interval,
+            Duration::from_secs(4 * 3600)
+        );
+    }
+
+    #[test]
+    fn alert_delivery_settings_accept_fractions_of_seconds() {
+        let settings = Settings::from_vars(&vars(&[
+            ("ALERT_RETRY_INITIAL_SECONDS", "0.05"),
+            ("ALERT_RETRY_MAX_SECONDS", "0.5"),
+            ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "0"),
+            ("ALERT_QUEUE_CAPACITY", "5"),
+            ("ALERT_MAX_ATTEMPTS", "3"),
+            ("ALERT_MAX_SERVICES", "7"),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.alert_retry_initial, Duration::from_millis(50));
+        assert_eq!(settings.alert_retry_max, Duration::from_millis(500));
+        assert_eq!(settings.alert_shutdown_timeout, Duration::ZERO);
+        assert_eq!(settings.alert_queue_capacity, 5);
+        assert_eq!(settings.alert_max_attempts, 3);
+        assert_eq!(settings.alert_max_services, 7);
+    }
+
+    #[test]
+    fn bad_alert_delivery_settings_are_each_named() {
+        let error = Settings::from_vars(&vars(&[
+            ("ALERT_QUEUE_CAPACITY", "0"),
+            ("ALERT_MAX_ATTEMPTS", "many"),
+            ("ALERT_RETRY_INITIAL_SECONDS", "0"),
+            ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "-1"),
+            ("ALERT_MAX_SERVICES", "0"),
+        ]))
+        .expect_err("refused");
+        let text = error.to_string();
+        for name in [
+            "ALERT_QUEUE_CAPACITY",
+            "ALERT_MAX_ATTEMPTS",
+            "ALERT_RETRY_INITIAL_SECONDS",
+            "ALERT_SHUTDOWN_TIMEOUT_SECONDS",
+            "ALERT_MAX_SERVICES",
+        ] {
+            assert!(text.contains(name), "{name} missing from: {text}");
+        }
+        let error = Settings::from_vars(&vars(&[
+            ("ALERT_RETRY_INITIAL_SECONDS", "10"),
+            ("ALERT_RETRY_MAX_SECONDS", "2"),
+        ]))
+        .expect_err("max below initial is refused");
+        assert!(error.to_string().contains("ALERT_RETRY_MAX_SECONDS"));
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub fn router() -> Router<AppState> {
     )
 }
 
-fn query_error(name: &str, kind: &'static str, msg: &str, input: &str) -> FieldError {
+/// One FastAPI-shaped 422 entry for a query parameter.
+pub(crate) fn query_error(name: &str, kind: &'static str, msg: &str, input: &str) -> FieldError {
     FieldError {
         kind,
         loc: vec![json!("query"), json!(name)],

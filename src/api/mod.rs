@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(anomalies::router())
         .merge(training::router())
         .merge(feedback::router())
+        .merge(crate::alert::api::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

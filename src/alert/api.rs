@@ -1,0 +1,127 @@
+//! GET /api/v1/alerts and GET /api/v1/alerts/stats: what fired, and where it was delivered.
+//!
+//! Webhook URLs and routing keys are never part of a response: deliveries show the channel's
+//! name, the HTTP status and a redacted error only.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::Value;
+
+use crate::alert::lifecycle::AlertState;
+use crate::alert::store::{AlertQuery, AlertStoreError, StoredAlert};
+use crate::api::anomalies::query_error;
+use crate::api::error::ApiError;
+use crate::app::AppState;
+
+/// The most alerts one GET returns.
+pub const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/stats", get(alert_stats))
+}
+
+impl From<AlertStoreError> for ApiError {
+    fn from(error: AlertStoreError) -> Self {
+        match error {
+            AlertStoreError::Closed => Self::Unavailable(error.to_string()),
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// Parses `limit`, `service` and `state`, reporting every bad one in FastAPI's 422 shape.
+fn parse_query(params: &HashMap<String, String>) -> Result<AlertQuery, ApiError> {
+    let mut errors = Vec::new();
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(n) if n <= MAX_LIMIT => n,
+            _ => {
+                errors.push(query_error(
+                    "limit",
+                    "less_than_equal",
+                    &format!("Input should be a whole number from 0 to {MAX_LIMIT}"),
+                    raw,
+                ));
+                0
+            }
+        },
+    };
+    let state = params.get("state").and_then(|raw| match raw.as_str() {
+        "firing" => Some(AlertState::Firing),
+        "resolved" => Some(AlertState::Resolved),
+        _ => {
+            errors.push(query_error(
+                "state",
+                "enum",
+                "Input should be 'firing' or 'resolved'",
+                raw,
+            ));
+            None
+        }
+    });
+    if !errors.is_empty() {
+        return Err(ApiError::Unprocessable(errors));
+    }
+    Ok(AlertQuery {
+        limit,
+        service: params.get("service").cloned(),
+        state,
+    })
+}
+
+async fn list_alerts(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<StoredAlert>>, ApiError> {
+    let query = parse_query(&params)?;
+    Ok(Json(state.alerts.list(query).await?))
+}
+
+async fn alert_stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(state.alerts.stats().await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_query_defaults_and_filters() {
+        let query = parse_query(&params(&[])).expect("valid");
+        assert_eq!(query.limit, DEFAULT_LIMIT);
+        let query = parse_query(&params(&[
+            ("limit", "5"),
+            ("state", "firing"),
+            ("service", "db"),
+        ]))
+        .expect("valid");
+        assert_eq!(query.limit, 5);
+        assert_eq!(query.state, Some(AlertState::Firing));
+        assert_eq!(query.service.as_deref(), Some("db"));
+    }
+
+    #[test]
+    fn every_bad_parameter_is_a_422_entry() {
+        let Err(ApiError::Unprocessable(errors)) =
+            parse_query(&params(&[("limit", "-1"), ("state", "open")]))
+        else {
+            panic!("expected a 422");
+        };
+        let names: Vec<_> = errors.iter().map(|e| e.loc[1].clone()).collect();
+        assert_eq!(names, vec![Value::from("limit"), Value::from("state")]);
+    }
+}

@@ -1,0 +1,715 @@
+//! The rate tracker and the alert lifecycle: anomalies in, `Fired` / `Repeated` / `Resolved`
+//! transitions out. Pure and synchronous; every instant is an argument, so tests step time forward
+//! without sleeping.
+//!
+//! # Which clock counts
+//!
+//! Each anomaly carries two instants: its *arrival* (the server's clock when the batch was
+//! ingested, always trustworthy and monotonic enough) and its *event time* (the log's own
+//! timestamp, or the arrival when the log has none). A burst is only a burst when **both clocks
+//! agree**: `count` anomalies must have arrived within one window *and* their own timestamps must
+//! lie within one window (the window ending at the newest one's timestamp). So:
+//!
+//! - a replay or backfill of old logs arrives fast but is spread out in its own time: no page;
+//! - a service whose clock is skewed (or logs naive local times that read as UTC hours away) has
+//!   a constant offset, so its real bursts still cluster in both clocks: they page;
+//! - a log without a timestamp uses its arrival for both;
+//! - a stuck clock (every log the same timestamp) still needs the anomalies to arrive within
+//!   one window: a real burst pages, a slow trickle does not.
+//!
+//! Everything that decides *when* (window expiry, resolution after a quiet window, the repeat
+//! interval) uses the arrival clock, so no client timestamp can hold an alert open or close it.
+//! `docs/alerting.md` has the whole story.
+//!
+//! # Memory
+//!
+//! A service keeps at most `max(2 × count, 16)` window entries (24 bytes each) and the tracker at
+//! most `ALERT_MAX_SERVICES` services; idle services are dropped on the tick, and when the table
+//! is full the least recently active service that is not firing makes room. When every tracked
+//! service is firing, anomalies of new services are counted as untracked instead.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::detect::rate::{RateRule, RateRules};
+
+/// The one rule this service alerts on (contract, "Detection semantics" 3).
+pub const RULE_NAME: &str = "high_anomaly_rate";
+
+/// Where an alert is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert as stored and as sent: a service breaking its rate rule, from first burst to
+/// resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub id: i64,
+    /// Stable per service and rule: the same across alerts, restarts and channels.
+    pub fingerprint: String,
+    pub service: String,
+    pub rule: String,
+    pub state: AlertState,
+    pub threshold_count: u32,
+    pub window_seconds: f64,
+    /// Arrival time of the burst that opened the alert.
+    pub started_at: DateTime<Utc>,
+    /// The newest counted anomaly's own timestamp (its arrival when it had none).
+    pub last_anomaly_at: DateTime<Utc>,
+    pub last_notified_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Anomalies counted while this alert was open, the opening burst included.
+    pub anomaly_count: u64,
+    /// Times the window reached `count` while open (1 = only the opening burst).
+    pub bursts: u64,
+    /// Notifications sent for this alert (fired, repeats, resolved).
+    pub notifications: u64,
+    /// Grows with every change; a store write never replaces a newer revision with an older one.
+    pub revision: u64,
+}
+
+impl AlertRecord {
+    /// PagerDuty's `dedup_key`: the same for trigger and resolve, per service and rule, at most
+    /// 255 characters whatever the service name.
+    pub fn dedup_key(&self) -> String {
+        format!("aioops-mcp-iforest/{}/{}", self.rule, self.fingerprint)
+    }
+}
+
+/// A stable fingerprint of (rule, service): 16 hex digits of FNV-1a 64, the same on every build
+/// (std's `DefaultHasher` promises no such thing).
+pub fn fingerprint(rule: &str, service: &str) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for byte in rule.bytes().chain([0]).chain(service.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    format!("{hash:016x}")
+}
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionKind {
+    /// The window reached `count`: a new alert, paged.
+    Fired,
+    /// Still firing after the repeat interval and another burst: paged again.
+    Repeated,
+    /// Below the rate for a whole window: the all-clear.
+    Resolved,
+}
+
+/// A change that every channel hears about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub kind: TransitionKind,
+    /// The alert as it is after the change.
+    pub alert: AlertRecord,
+    /// Anomalies in the window when it happened.
+    pub in_window: u32,
+}
+
+/// Bounds and timings of the lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackerLimits {
+    /// While firing, page again at most this often (`ALERT_REPEAT_INTERVAL_SECONDS`).
+    pub repeat_interval: Duration,
+    /// Services followed at once (`ALERT_MAX_SERVICES`).
+    pub max_services: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    arrival: DateTime<Utc>,
+    event: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+struct Firing {
+    alert: AlertRecord,
+    /// Arrival time of the last burst; a whole window after it, the alert resolves.
+    last_hot_at: DateTime<Utc>,
+    /// Counted anomalies not yet written to the store.
+    dirty: bool,
+}
+
+#[derive(Debug)]
+struct ServiceState {
+    window: VecDeque<Entry>,
+    firing: Option<Firing>,
+    last_seen: DateTime<Utc>,
+}
+
+/// Per-service sliding windows and alert states.
+#[derive(Debug)]
+pub struct Tracker {
+    rules: RateRules,
+    limits: TrackerLimits,
+    services: HashMap<String, ServiceState>,
+    next_id: i64,
+    untracked: u64,
+    evicted: u64,
+}
+
+/// Window entries kept per service: enough for any burst of `count`, bounded whatever arrives.
+fn entry_cap(count: u32) -> usize {
+    (count as usize).saturating_mul(2).max(16)
+}
+
+fn window_of(rule: RateRule) -> TimeDelta {
+    // Windows are validated to at most 10^7 s, far inside chrono's range.
+    TimeDelta::from_std(rule.window).unwrap_or(TimeDelta::MAX)
+}
+
+fn minus(instant: DateTime<Utc>, delta: TimeDelta) -> DateTime<Utc> {
+    instant
+        .checked_sub_signed(delta)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+impl Tracker {
+    /// A tracker with nothing recorded; new alerts get ids from `next_id` on.
+    pub fn new(rules: RateRules, limits: TrackerLimits, next_id: i64) -> Self {
+        Self {
+            rules,
+            limits,
+            services: HashMap::new(),
+            next_id: next_id.max(1),
+            untracked: 0,
+            evicted: 0,
+        }
+    }
+
+    /// Takes back an alert that was firing when the service last stopped. It resolves after a
+    /// quiet window counted from `now`, so a restart neither loses nor re-pages it.
+    pub fn restore(&mut self, alert: AlertRecord, now: DateTime<Utc>) {
+        self.next_id = self.next_id.max(alert.id.saturating_add(1));
+        let service = alert.service.clone();
+        self.services.insert(
+            service,
+            ServiceState {
+                window: VecDeque::new(),
+                firing: Some(Firing {
+                    alert,
+                    last_hot_at: now,
+                    dirty: false,
+                }),
+                last_seen: now,
+            },
+        );
+    }
+
+    /// Counts one anomaly of `service`, whose log said `logged_at`, arriving `now`.
+    pub fn record(
+        &mut self,
+        service: &str,
+        logged_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<Transition> {
+        let rule = self.rules.rule_for(service);
+        let window = window_of(rule);
+        let event = logged_at.unwrap_or(now);
+        if !self.services.contains_key(service) {
+            if !self.make_room() {
+                self.untracked += 1;
+                return None;
+            }
+            self.services.insert(
+                service.to_owned(),
+                ServiceState {
+                    window: VecDeque::new(),
+                    firing: None,
+                    last_seen: now,
+                },
+            );
+        }
+        let state = self.services.get_mut(service)?;
+        state.last_seen = state.last_seen.max(now);
+
+        let arrival_cutoff = minus(now, window);
+        while state
+            .window
+            .front()
+            .is_some_and(|entry| entry.arrival <= arrival_cutoff)
+        {
+            state.window.pop_front();
+        }
+        state.window.push_back(Entry {
+            arrival: now,
+            event,
+        });
+        while state.window.len() > entry_cap(rule.count) {
+            state.window.pop_front();
+        }
+        let event_cutoff = minus(event, window);
+        let in_window = state
+            .window
+            .iter()
+            .filter(|entry| entry.event > event_cutoff && entry.event <= event)
+            .count();
+        let in_window = u32::try_from(in_window).unwrap_or(u32::MAX);
+
+        if let Some(firing) = &mut state.firing {
+            firing.alert.anomaly_count += 1;
+            firing.alert.last_anomaly_at = event;
+            firing.alert.revision += 1;
+            firing.dirty = true;
+        }
+        if in_window < rule.count {
+            return None;
+        }
+        // The contract: reaching `count` resets that service's window.
+        state.window.clear();
+        match &mut state.firing {
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let alert = AlertRecord {
+                    id,
+                    fingerprint: fingerprint(RULE_NAME, service),
+                    service: service.to_owned(),
+                    rule: RULE_NAME.to_owned(),
+                    state: AlertState::Firing,
+                    threshold_count: rule.count,
+                    window_seconds: rule.window.as_secs_f64(),
+                    started_at: now,
+                    last_anomaly_at: event,
+                    last_notified_at: now,
+                    resolved_at: None,
+                    anomaly_count: u64::from(in_window),
+                    bursts: 1,
+                    notifications: 1,
+                    revision: 1,
+                };
+                state.firing = Some(Firing {
+                    alert: alert.clone(),
+                    last_hot_at: now,
+                    dirty: false,
+                });
+                Some(Transition {
+                    kind: TransitionKind::Fired,
+                    alert,
+                    in_window,
+                })
+            }
+            Some(firing) => {
+                firing.last_hot_at = now;
+                firing.alert.bursts += 1;
+                let since_notified = now.signed_duration_since(firing.alert.last_notified_at);
+                let repeat =
+                    TimeDelta::from_std(self.limits.repeat_interval).unwrap_or(TimeDelta::MAX);
+                if since_notified < repeat {
+                    return None;
+                }
+                firing.alert.notifications += 1;
+                firing.alert.last_notified_at = now;
+                firing.dirty = false;
+                Some(Transition {
+                    kind: TransitionKind::Repeated,
+                    alert: firing.alert.clone(),
+                    in_window,
+                })
+            }
+        }
+    }
+
+    /// Resolves alerts whose service stayed below its rate for a whole window, drops idle
+    /// services, and returns the transitions plus the firing alerts whose counts changed since
+    /// they were last handed out (to be stored).
+    pub fn tick(&mut self, now: DateTime<Utc>) -> (Vec<Transition>, Vec<AlertRecord>) {
+        let mut transitions = Vec::new();
+        let mut changed = Vec::new();
+        let rules = &self.rules;
+        for (service, state) in &mut self.services {
+            let window = window_of(rules.rule_for(service));
+            let Some(firing) = &mut state.firing else {
+                continue;
+            };
+            if now.signed_duration_since(firing.last_hot_at) >= window {
+                let mut alert = firing.alert.clone();
+                alert.state = AlertState::Resolved;
+                alert.resolved_at = Some(now);
+                alert.notifications += 1;
+                alert.revision += 1;
+                let cutoff = minus(now, window);
+                let in_window = state
+                    .window
+                    .iter()
+                    .filter(|entry| entry.arrival > cutoff)
+                    .count();
+                transitions.push(Transition {
+                    kind: TransitionKind::Resolved,
+                    alert,
+                    in_window: u32::try_from(in_window).unwrap_or(u32::MAX),
+                });
+                state.firing = None;
+            } else if firing.dirty {
+                firing.dirty = false;
+                changed.push(firing.alert.clone());
+            }
+        }
+        self.services.retain(|service, state| {
+            let cutoff = minus(now, window_of(rules.rule_for(service)));
+            state.firing.is_some() || state.window.back().is_some_and(|e| e.arrival > cutoff)
+        });
+        (transitions, changed)
+    }
+
+    /// Makes room for one more service; `false` when every tracked service is firing.
+    fn make_room(&mut self) -> bool {
+        if self.services.len() < self.limits.max_services {
+            return true;
+        }
+        let idlest = self
+            .services
+            .iter()
+            .filter(|(_, state)| state.firing.is_none())
+            .min_by_key(|(_, state)| state.last_seen)
+            .map(|(service, _)| service.clone());
+        match idlest {
+            Some(service) => {
+                self.services.remove(&service);
+                self.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Services with a window or an alert in memory.
+    pub fn tracked_services(&self) -> usize {
+        self.services.len()
+    }
+
+    /// Services whose alert is firing.
+    pub fn firing_services(&self) -> usize {
+        self.services
+            .values()
+            .filter(|state| state.firing.is_some())
+            .count()
+    }
+
+    /// Anomalies not counted because the service table was full of firing services.
+    pub fn untracked_anomalies(&self) -> u64 {
+        self.untracked
+    }
+
+    /// Idle services dropped to make room for new ones.
+    pub fn evicted_services(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Window entries held by `service` (tests check the memory bound).
+    pub fn window_len(&self, service: &str) -> usize {
+        self.services.get(service).map_or(0, |s| s.window.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::detect::rate::PartialRateRule;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
+            .expect("literal")
+            .with_timezone(&Utc)
+    }
+
+    fn at(seconds: f64) -> DateTime<Utc> {
+        t0() + TimeDelta::milliseconds((seconds * 1000.0) as i64)
+    }
+
+    /// `svc`: 3 anomalies in 10 s.
+    fn tracker(max_services: usize) -> Tracker {
+        let rules = RateRules::with_user_rules(BTreeMap::from([(
+            "svc".to_owned(),
+            PartialRateRule {
+                count: Some(3),
+                window: Some(Duration::from_secs(10)),
+            },
+        )]));
+        Tracker::new(
+            rules,
+            TrackerLimits {
+                repeat_interval: HOUR,
+                max_services,
+            },
+            1,
+        )
+    }
+
+    fn kinds(transitions: &[Option<Transition>]) -> Vec<TransitionKind> {
+        transitions.iter().flatten().map(|t| t.kind).collect()
+    }
+
+    #[test]
+    fn the_window_reaching_count_fires_once_then_resets() {
+        let mut tracker = tracker(10);
+        let got: Vec<_> = (0..5)
+            .map(|i| tracker.record("svc", None, at(f64::from(i))))
+            .collect();
+        assert_eq!(kinds(&got), vec![TransitionKind::Fired]);
+        let fired = got[2].as_ref().expect("third anomaly fires");
+        assert_eq!(fired.in_window, 3);
+        assert_eq!(fired.alert.anomaly_count, 3);
+        assert_eq!(fired.alert.threshold_count, 3);
+        assert_eq!(fired.alert.window_seconds, 10.0);
+        // The window restarted after the burst: two more anomalies are not a new burst.
+        assert_eq!(tracker.window_len("svc"), 2);
+    }
+
+    #[test]
+    fn anomalies_further_apart_than_the_window_never_fire() {
+        let mut tracker = tracker(10);
+        let got: Vec<_> = (0..10)
+            .map(|i| tracker.record("svc", None, at(f64::from(i) * 6.0)))
+            .collect();
+        assert!(kinds(&got).is_empty());
+    }
+
+    #[test]
+    fn each_service_has_its_own_window_and_rule() {
+        let mut tracker = tracker(10);
+        // web_server's built-in rule is 3 in 60 s; the default service's is 10 in 300 s.
+        let web: Vec<_> = (0..3)
+            .map(|i| tracker.record("web_server", None, at(f64::from(i) * 20.0)))
+            .collect();
+        let other: Vec<_> = (0..9)
+            .map(|i| tracker.record("other", None, at(f64::from(i))))
+            .collect();
+        assert_eq!(kinds(&web), vec![TransitionKind::Fired]);
+        assert!(kinds(&other).is_empty());
+        let tenth = tracker.record("other", None, at(9.0)).expect("tenth fires");
+        assert_eq!(tenth.alert.service, "other");
+        assert_ne!(
+            tenth.alert.fingerprint,
+            web[2].as_ref().expect("fired").alert.fingerprint
+        );
+    }
+
+    #[test]
+    fn a_quiet_window_resolves_the_alert_once() {
+        let mut tracker = tracker(10);
+        for i in 0..3 {
+            tracker.record("svc", None, at(f64::from(i)));
+        }
+        // Still within the window of the burst at t=2.
+        assert!(tracker.tick(at(11.9)).0.is_empty());
+        let (resolved, _) = tracker.tick(at(12.0));
+        assert_eq!(resolved.len(), 1);
+        let resolved = &resolved[0];
+        assert_eq!(resolved.kind, TransitionKind::Resolved);
+        assert_eq!(resolved.alert.state, AlertState::Resolved);
+        assert_eq!(resolved.alert.resolved_at, Some(at(12.0)));
+        assert_eq!(resolved.alert.id, 1);
+        assert!(tracker.tick(at(30.0)).0.is_empty(), "resolved only once");
+        // The next burst is a new alert with the same fingerprint.
+        let again: Vec<_> = (0..3)
+            .map(|i| tracker.record("svc", None, at(40.0 + f64::from(i))))
+            .collect();
+        let again = again[2].as_ref().expect("fires again");
+        assert_eq!(again.kind, TransitionKind::Fired);
+        assert_eq!(again.alert.id, 2);
+        assert_eq!(again.alert.fingerprint, resolved.alert.fingerprint);
+        assert_eq!(again.alert.dedup_key(), resolved.alert.dedup_key());
+    }
+
+    #[test]
+    fn anomalies_below_the_rate_do_not_keep_an_alert_open() {
+        let mut tracker = tracker(10);
+        for i in 0..3 {
+            tracker.record("svc", None, at(f64::from(i)));
+        }
+        // One anomaly every 6 s is below 3 per 10 s: it resolves 10 s after the burst.
+        tracker.record("svc", None, at(6.0));
+        assert!(tracker.tick(at(11.0)).0.is_empty());
+        let (resolved, _) = tracker.tick(at(12.0));
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].alert.anomaly_count, 4);
+    }
+
+    #[test]
+    fn bursts_while_firing_are_counted_and_page_again_only_after_the_repeat_interval() {
+        let mut tracker = tracker(10);
+        let mut seen = Vec::new();
+        // A burst every 5 s for 2 hours: the alert never resolves.
+        let mut t = 0.0;
+        while t < 2.0 * 3600.0 {
+            for i in 0..3 {
+                seen.push(tracker.record("svc", None, at(t + f64::from(i) * 0.1)));
+            }
+            assert!(tracker.tick(at(t + 1.0)).0.is_empty(), "resolved at {t}");
+            t += 5.0;
+        }
+        assert_eq!(
+            kinds(&seen),
+            vec![TransitionKind::Fired, TransitionKind::Repeated]
+        );
+        let repeated = seen.iter().flatten().nth(1).expect("repeat");
+        assert_eq!(repeated.alert.last_notified_at, at(3600.2));
+        assert_eq!(repeated.alert.notifications, 2);
+        assert_eq!(repeated.alert.id, 1);
+        let (_, changed) = tracker.tick(at(t));
+        let alert = changed.first().expect("counts changed since the repeat");
+        assert_eq!(alert.anomaly_count, seen.len() as u64);
+        assert_eq!(alert.bursts, 1440);
+    }
+
+    #[test]
+    fn a_replay_of_old_logs_spread_over_hours_does_not_fire() {
+        let mut tracker = tracker(10);
+        // 500 anomalies logged one a minute, replayed within one second.
+        let got: Vec<_> = (0..500)
+            .map(|i| {
+                let logged = at(-86_400.0 + f64::from(i) * 60.0);
+                tracker.record("svc", Some(logged), at(f64::from(i) / 500.0))
+            })
+            .collect();
+        assert!(kinds(&got).is_empty());
+        assert!(tracker.window_len("svc") <= entry_cap(3));
+    }
+
+    #[test]
+    fn a_burst_from_a_skewed_clock_still_fires() {
+        for skew in [-5.0 * 3600.0, 7.0 * 3600.0, -400.0 * 86_400.0] {
+            let mut tracker = tracker(10);
+            let got: Vec<_> = (0..3)
+                .map(|i| {
+                    let now = f64::from(i);
+                    tracker.record("svc", Some(at(now + skew)), at(now))
+                })
+                .collect();
+            assert_eq!(kinds(&got), vec![TransitionKind::Fired], "skew {skew}");
+            assert_eq!(
+                got[2].as_ref().expect("fired").alert.last_anomaly_at,
+                at(2.0 + skew)
+            );
+        }
+    }
+
+    #[test]
+    fn a_stuck_clock_needs_the_anomalies_to_arrive_within_the_window() {
+        let mut tracker = tracker(10);
+        let stuck = Some(at(0.0));
+        let trickle: Vec<_> = (0..6)
+            .map(|i| tracker.record("svc", stuck, at(f64::from(i) * 6.0)))
+            .collect();
+        assert!(kinds(&trickle).is_empty());
+        let burst: Vec<_> = (0..3)
+            .map(|i| tracker.record("svc", stuck, at(100.0 + f64::from(i))))
+            .collect();
+        assert_eq!(kinds(&burst), vec![TransitionKind::Fired]);
+    }
+
+    #[test]
+    fn one_far_future_timestamp_does_not_hide_a_later_burst() {
+        let mut tracker = tracker(10);
+        tracker.record("svc", Some(at(10.0 * 365.0 * 86_400.0)), at(0.0));
+        let got: Vec<_> = (1..4)
+            .map(|i| tracker.record("svc", Some(at(f64::from(i))), at(f64::from(i))))
+            .collect();
+        assert_eq!(kinds(&got), vec![TransitionKind::Fired]);
+    }
+
+    #[test]
+    fn the_service_table_is_bounded_and_keeps_firing_services() {
+        let mut tracker = tracker(2);
+        for i in 0..3 {
+            tracker.record("svc", None, at(f64::from(i)));
+        }
+        tracker.record("a", None, at(3.0));
+        // Full: "b" evicts the idlest service that is not firing ("a").
+        tracker.record("b", None, at(4.0));
+        assert_eq!(tracker.tracked_services(), 2);
+        assert_eq!(tracker.evicted_services(), 1);
+        assert_eq!(tracker.window_len("a"), 0);
+        assert_eq!(tracker.window_len("b"), 1);
+        assert_eq!(tracker.firing_services(), 1);
+        // Ten thousand one-off services never grow the table.
+        for i in 0..10_000 {
+            tracker.record(&format!("s{i}"), None, at(5.0));
+        }
+        assert_eq!(tracker.tracked_services(), 2);
+        assert_eq!(tracker.firing_services(), 1);
+    }
+
+    #[test]
+    fn new_services_are_untracked_while_every_slot_is_firing() {
+        let mut tracker = tracker(1);
+        for i in 0..3 {
+            tracker.record("svc", None, at(f64::from(i)));
+        }
+        assert!(tracker.record("other", None, at(3.0)).is_none());
+        assert_eq!(tracker.untracked_anomalies(), 1);
+        assert_eq!(tracker.tracked_services(), 1);
+    }
+
+    #[test]
+    fn idle_services_are_dropped_on_the_tick() {
+        let mut tracker = tracker(10);
+        tracker.record("svc", None, at(0.0));
+        tracker.tick(at(5.0));
+        assert_eq!(tracker.tracked_services(), 1);
+        tracker.tick(at(10.5));
+        assert_eq!(tracker.tracked_services(), 0);
+    }
+
+    #[test]
+    fn a_restored_alert_resolves_after_a_quiet_window_and_ids_continue() {
+        let mut first = tracker(10);
+        let fired: Vec<_> = (0..3)
+            .map(|i| first.record("svc", None, at(f64::from(i))))
+            .collect();
+        let alert = fired[2].as_ref().expect("fires").alert.clone();
+        let mut second = tracker(10);
+        second.restore(alert, at(100.0));
+        assert!(second.tick(at(105.0)).0.is_empty());
+        let (resolved, _) = second.tick(at(110.0));
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].alert.id, 1);
+        let next: Vec<_> = (0..3)
+            .map(|i| second.record("svc", None, at(200.0 + f64::from(i))))
+            .collect();
+        assert_eq!(next[2].as_ref().expect("fires").alert.id, 2);
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_dedup_keys_bounded() {
+        assert_eq!(fingerprint(RULE_NAME, "svc"), fingerprint(RULE_NAME, "svc"));
+        assert_ne!(fingerprint(RULE_NAME, "svc"), fingerprint(RULE_NAME, "svd"));
+        assert_ne!(fingerprint("a", "bc"), fingerprint("ab", "c"));
+        assert_eq!(fingerprint(RULE_NAME, "svc").len(), 16);
+        // Pinned: a changed hash would break PagerDuty's dedup across an upgrade.
+        assert_eq!(fingerprint("", ""), "af63bd4c8601b7be");
+        let mut tracker = tracker(10);
+        let long = "x".repeat(10_000);
+        let fired: Vec<_> = (0..10)
+            .map(|i| tracker.record(&long, None, at(f64::from(i))))
+            .collect();
+        let alert = &fired[9].as_ref().expect("fires").alert;
+        assert!(alert.dedup_key().len() <= 255);
+    }
+}

@@ -1,0 +1,443 @@
+//! Rate alerts: anomalies in, pages out (contract, "Detection semantics" 3 and 4; issue #5).
+//!
+//! ```text
+//! AppState::ingest ─ record_batch(service, log timestamp, now) ─▶ lifecycle::Tracker (in memory)
+//!                         │ a transition (fired / repeated / resolved)
+//!                         ▼
+//!              spawned task: console event + store::AlertStore::record (alert + outbox rows, one txn)
+//!                         │ wake
+//!                         ▼
+//!              worker::Worker per channel ─▶ Slack / PagerDuty / webhook, retry::RetryPolicy
+//! tick (every 250 ms) ─ resolves quiet alerts, stores counts
+//! ```
+//!
+//! The request never waits for any of it: recording is an in-memory update under a short lock,
+//! and storing and delivering happen on other tasks. Which clock counts for old, future and
+//! missing timestamps is explained in [`lifecycle`] and `docs/alerting.md`.
+
+pub mod api;
+pub mod channel;
+pub mod lifecycle;
+pub mod retry;
+pub mod store;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::alert::channel::{Channel, Notification, log_to_console};
+use crate::alert::lifecycle::{AlertRecord, Tracker, TrackerLimits, Transition, TransitionKind};
+use crate::alert::retry::RetryPolicy;
+use crate::alert::store::{AlertQuery, AlertStore, AlertStoreError, DeliveryStatus, StoredAlert};
+use crate::alert::worker::{ChannelCounters, Worker};
+use crate::settings::{Settings, StoreSync};
+
+/// How often quiet alerts are resolved and counts stored.
+pub const TICK: Duration = Duration::from_millis(250);
+/// Store writes in flight at once; more transitions than this at one instant are dropped and
+/// logged (they cannot happen with sane windows: one per service per window at most).
+const MAX_STORE_TASKS: u32 = 1 << 16;
+
+/// Counts since start-up (`/api/v1/alerts/stats`).
+#[derive(Debug, Default)]
+struct AlertCounters {
+    anomalies: AtomicU64,
+    fired: AtomicU64,
+    repeated: AtomicU64,
+    resolved: AtomicU64,
+    store_errors: AtomicU64,
+    lost: AtomicU64,
+}
+
+#[derive(Debug)]
+struct ChannelHandle {
+    name: &'static str,
+    wake: Arc<Notify>,
+    counters: Arc<ChannelCounters>,
+}
+
+struct Inner {
+    tracker: Mutex<Tracker>,
+    store: AlertStore,
+    /// Every channel's name, console first.
+    channel_names: Vec<&'static str>,
+    /// The HTTP channels and their workers' wake-up signals.
+    channels: Vec<ChannelHandle>,
+    queue_capacity: usize,
+    counters: AlertCounters,
+    /// Each store write holds a permit; shutdown takes them all, so nothing is half written.
+    store_tasks: Arc<Semaphore>,
+    draining: watch::Sender<bool>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    ticker: Mutex<Option<JoinHandle<()>>>,
+    shutdown_timeout: Duration,
+}
+
+/// The alerting subsystem: a cheap, cloneable handle held in `AppState`.
+#[derive(Clone)]
+pub struct AlertSystem {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AlertSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertSystem")
+            .field("channels", &self.inner.channel_names)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl AlertSystem {
+    /// Opens the alert tables in the service's database, takes back alerts that were firing,
+    /// and starts a worker per configured channel plus the tick. Undelivered notifications of an
+    /// earlier run are delivered first.
+    ///
+    /// # Errors
+    /// The database cannot be opened or read, or the HTTP client cannot be built.
+    pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
+        let store = AlertStore::open(
+            &settings.database_path(),
+            settings.store_synchronous == StoreSync::Full,
+        )
+        .context("opening the alert tables")?;
+        let next_id = store.max_alert_id().await.context("reading alerts")? + 1;
+        let mut tracker = Tracker::new(
+            settings.complex_alert_rules.clone(),
+            TrackerLimits {
+                repeat_interval: settings.alert_repeat_interval,
+                max_services: settings.alert_max_services,
+            },
+            next_id,
+        );
+        let now = Utc::now();
+        let firing = store
+            .firing_alerts()
+            .await
+            .context("reading firing alerts")?;
+        if !firing.is_empty() {
+            tracing::info!(
+                alerts = firing.len(),
+                "Alerts firing at the last shutdown are tracked again."
+            );
+        }
+        for alert in firing {
+            tracker.restore(alert, now);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(settings.alert_timeout)
+            .connect_timeout(settings.alert_timeout)
+            // A webhook that redirects is misconfigured; following it would re-send the body
+            // somewhere nobody configured.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("aioops-mcp-iforest/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the alert HTTP client")?;
+        let policy = RetryPolicy {
+            initial: settings.alert_retry_initial,
+            max: settings.alert_retry_max,
+            max_attempts: settings.alert_max_attempts,
+        };
+        let (draining, _) = watch::channel(false);
+        let all = Channel::from_settings(settings);
+        let channel_names = all.iter().map(Channel::name).collect();
+        let mut channels = Vec::new();
+        let mut workers = Vec::new();
+        for channel in all {
+            if matches!(channel, Channel::Console) {
+                continue;
+            }
+            let worker = Worker {
+                channel: Arc::new(channel),
+                store: store.clone(),
+                client: client.clone(),
+                policy,
+                wake: Arc::new(Notify::new()),
+                counters: Arc::new(ChannelCounters::default()),
+            };
+            channels.push(ChannelHandle {
+                name: worker.channel.name(),
+                wake: Arc::clone(&worker.wake),
+                counters: Arc::clone(&worker.counters),
+            });
+            workers.push(tokio::spawn(worker.run(draining.subscribe())));
+        }
+        let system = Self {
+            inner: Arc::new(Inner {
+                tracker: Mutex::new(tracker),
+                store,
+                channel_names,
+                channels,
+                queue_capacity: settings.alert_queue_capacity,
+                counters: AlertCounters::default(),
+                store_tasks: Arc::new(Semaphore::new(MAX_STORE_TASKS as usize)),
+                draining,
+                workers: Mutex::new(workers),
+                ticker: Mutex::new(None),
+                shutdown_timeout: settings.alert_shutdown_timeout,
+            }),
+        };
+        let ticking = system.clone();
+        *lock(&system.inner.ticker) = Some(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                ticking.tick(Utc::now()).await;
+            }
+        }));
+        Ok(system)
+    }
+
+    /// The channels alerts go to, console first.
+    pub fn channel_names(&self) -> &[&'static str] {
+        &self.inner.channel_names
+    }
+
+    /// Counts one anomaly of `service` whose log said `logged_at` (`None`: no timestamp),
+    /// arriving `now`. Never waits: a resulting notification is stored and sent by other tasks.
+    pub fn record(&self, service: &str, logged_at: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+        self.record_batch([(service, logged_at)], now);
+    }
+
+    /// [`Self::record`] for a batch of anomalies that arrived together.
+    pub fn record_batch<'a>(
+        &self,
+        anomalies: impl IntoIterator<Item = (&'a str, Option<DateTime<Utc>>)>,
+        now: DateTime<Utc>,
+    ) {
+        let mut transitions = Vec::new();
+        let mut counted = 0;
+        {
+            let mut tracker = lock(&self.inner.tracker);
+            for (service, logged_at) in anomalies {
+                counted += 1;
+                transitions.extend(tracker.record(service, logged_at, now));
+            }
+        }
+        self.inner
+            .counters
+            .anomalies
+            .fetch_add(counted, Ordering::Relaxed);
+        if transitions.is_empty() {
+            return;
+        }
+        let Ok(permit) = Arc::clone(&self.inner.store_tasks).try_acquire_owned() else {
+            self.lose(&transitions, "the alert system is shutting down");
+            return;
+        };
+        let system = self.clone();
+        tokio::spawn(async move {
+            system.store_and_wake(transitions, Vec::new()).await;
+            drop(permit);
+        });
+    }
+
+    /// Resolves alerts that were quiet for a whole window by `now` and stores changed counts.
+    /// The background tick calls it with the current time; tests may call it with any time.
+    pub async fn tick(&self, now: DateTime<Utc>) {
+        let (transitions, changed) = lock(&self.inner.tracker).tick(now);
+        if transitions.is_empty() && changed.is_empty() {
+            return;
+        }
+        let Ok(_permit) = Arc::clone(&self.inner.store_tasks).try_acquire_owned() else {
+            self.lose(&transitions, "the alert system is shutting down");
+            return;
+        };
+        self.store_and_wake(transitions, changed).await;
+    }
+
+    fn lose(&self, transitions: &[Transition], why: &str) {
+        if transitions.is_empty() {
+            return;
+        }
+        self.inner
+            .counters
+            .lost
+            .fetch_add(transitions.len() as u64, Ordering::Relaxed);
+        tracing::error!(
+            notifications = transitions.len(),
+            why,
+            "Alert notifications were not stored and will not be sent."
+        );
+    }
+
+    async fn store_and_wake(&self, transitions: Vec<Transition>, changed: Vec<AlertRecord>) {
+        let now = Utc::now();
+        let notifications: Vec<Notification> = transitions
+            .iter()
+            .map(|transition| Notification::new(transition, now))
+            .collect();
+        for notification in &notifications {
+            log_to_console(notification);
+            let counter = match notification.kind {
+                TransitionKind::Fired => &self.inner.counters.fired,
+                TransitionKind::Repeated => &self.inner.counters.repeated,
+                TransitionKind::Resolved => &self.inner.counters.resolved,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = self
+            .inner
+            .store
+            .record(
+                notifications,
+                changed,
+                self.inner.channel_names.clone(),
+                self.inner.queue_capacity,
+            )
+            .await;
+        let enqueued = match result {
+            Ok(enqueued) => enqueued,
+            Err(error) => {
+                self.inner
+                    .counters
+                    .store_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                self.lose(&transitions, "the alert database refused the write");
+                tracing::error!(%error, "Cannot store alerts.");
+                return;
+            }
+        };
+        for handle in &self.inner.channels {
+            let mine = enqueued.iter().filter(|e| e.channel == handle.name);
+            let mut queued = false;
+            for entry in mine {
+                match entry.status {
+                    DeliveryStatus::Dropped => {
+                        handle.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            channel = handle.name,
+                            capacity = self.inner.queue_capacity,
+                            "Alert queue full; notification dropped (ALERT_QUEUE_CAPACITY)."
+                        );
+                    }
+                    _ => queued = true,
+                }
+            }
+            if queued {
+                handle.wake.notify_one();
+            }
+        }
+    }
+
+    /// Stored alerts, newest first, with their deliveries.
+    ///
+    /// # Errors
+    /// The alert database cannot be read.
+    pub async fn list(&self, query: AlertQuery) -> Result<Vec<StoredAlert>, AlertStoreError> {
+        self.inner.store.list(query).await
+    }
+
+    /// Counters since start-up and the outbox per channel and status.
+    ///
+    /// # Errors
+    /// The alert database cannot be read.
+    pub async fn stats(&self) -> Result<Value, AlertStoreError> {
+        let outbox = self.inner.store.delivery_counts().await?;
+        let (tracked, firing, untracked, evicted) = {
+            let tracker = lock(&self.inner.tracker);
+            (
+                tracker.tracked_services(),
+                tracker.firing_services(),
+                tracker.untracked_anomalies(),
+                tracker.evicted_services(),
+            )
+        };
+        let counters = &self.inner.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut channels = BTreeMap::new();
+        for name in &self.inner.channel_names {
+            let mut entry = json!({ "outbox": outbox.get(*name).cloned().unwrap_or_default() });
+            if let Some(handle) = self.inner.channels.iter().find(|h| h.name == *name) {
+                let c = &handle.counters;
+                entry["delivered"] = json!(load(&c.delivered));
+                entry["retries"] = json!(load(&c.retries));
+                entry["rejected"] = json!(load(&c.rejected));
+                entry["failed"] = json!(load(&c.failed));
+                entry["dropped_queue_full"] = json!(load(&c.dropped));
+            }
+            channels.insert((*name).to_owned(), entry);
+        }
+        Ok(json!({
+            "tracked_services": tracked,
+            "firing": firing,
+            "anomalies_recorded": load(&counters.anomalies),
+            "untracked_anomalies": untracked,
+            "evicted_services": evicted,
+            "fired": load(&counters.fired),
+            "repeated": load(&counters.repeated),
+            "resolved": load(&counters.resolved),
+            "store_errors": load(&counters.store_errors),
+            "notifications_lost": load(&counters.lost),
+            "channels": channels,
+        }))
+    }
+
+    /// Stops the tick, finishes pending store writes, then lets every worker drain its outbox
+    /// for up to `ALERT_SHUTDOWN_TIMEOUT_SECONDS`. What is still undelivered then stays in the
+    /// outbox and goes out after the next start.
+    pub async fn shutdown(&self) {
+        let ticker = lock(&self.inner.ticker).take();
+        if let Some(ticker) = ticker {
+            ticker.abort();
+            let _ = ticker.await;
+        }
+        let deadline = tokio::time::Instant::now() + self.inner.shutdown_timeout;
+        // Counts of firing alerts are stored, resolutions due are sent.
+        self.tick(Utc::now()).await;
+        let all = MAX_STORE_TASKS;
+        match tokio::time::timeout_at(deadline, self.inner.store_tasks.acquire_many(all)).await {
+            Ok(Ok(permits)) => permits.forget(),
+            Ok(Err(_)) | Err(_) => {}
+        }
+        self.inner.store_tasks.close();
+        self.inner.draining.send_replace(true);
+        let workers = std::mem::take(&mut *lock(&self.inner.workers));
+        let mut cut_short = 0;
+        for mut worker in workers {
+            if tokio::time::timeout_at(deadline, &mut worker)
+                .await
+                .is_err()
+            {
+                worker.abort();
+                cut_short += 1;
+            }
+        }
+        if cut_short > 0 {
+            tracing::warn!(
+                channels = cut_short,
+                "Alert queues not drained by the deadline (ALERT_SHUTDOWN_TIMEOUT_SECONDS); \
+                 undelivered alerts stay in the outbox for the next start."
+            );
+        }
+        self.inner.store.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn alert_types_held_in_the_state_are_send_and_sync() {
+        assert_send_sync::<AlertSystem>();
+        assert_send_sync::<AlertStore>();
+        assert_send_sync::<Channel>();
+    }
+}
