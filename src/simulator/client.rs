@@ -223,20 +223,14 @@ fn describe(error: &reqwest::Error) -> String {
     };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
             text.push_str(": ");
-            text.push_str(&cause);
+            text.push_str(&cause_text);
         }
-        source = cause_source(source);
+        source = cause.source();
     }
     text
-}
-
-fn cause_source<'a>(
-    error: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    error.and_then(std::error::Error::source)
 }
 
 fn excerpt(text: &str) -> String {
@@ -320,10 +314,16 @@ mod tests {
     #[test]
     fn retryable_statuses_are_the_transient_ones() {
         for code in [408, 429, 500, 502, 503, 504] {
-            assert!(is_retryable(StatusCode::from_u16(code).expect("code")), "{code}");
+            assert!(
+                is_retryable(StatusCode::from_u16(code).expect("code")),
+                "{code}"
+            );
         }
         for code in [400, 404, 413, 422, 501] {
-            assert!(!is_retryable(StatusCode::from_u16(code).expect("code")), "{code}");
+            assert!(
+                !is_retryable(StatusCode::from_u16(code).expect("code")),
+                "{code}"
+            );
         }
     }
 

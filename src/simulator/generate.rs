@@ -263,7 +263,9 @@ impl Generator {
                     let metrics = burst_log(&mut self.rng, service);
                     self.pending.push_back((service, label, metrics));
                 }
-                self.pending.pop_front().expect("a burst has at least one log")
+                self.pending
+                    .pop_front()
+                    .expect("a burst has at least one log")
             }
         }
     }
@@ -803,7 +805,11 @@ mod tests {
                     ((value - mean) / sd).abs()
                 })
                 .fold(0.0, f64::max);
-            assert!(farthest > 4.0, "{} is only {farthest:.1} sd out", log.log.raw_log);
+            assert!(
+                farthest > 4.0,
+                "{} is only {farthest:.1} sd out",
+                log.log.raw_log
+            );
         }
     }
 
@@ -840,7 +846,10 @@ mod tests {
         let logs: Vec<_> = Generator::new(config(3, 1.0)).take(2_000).collect();
         assert!(logs.iter().all(|g| g.label.is_anomaly()));
         for kind in AnomalyKind::ALL {
-            assert!(logs.iter().any(|g| g.label == Label::Anomaly(kind)), "{kind:?}");
+            assert!(
+                logs.iter().any(|g| g.label == Label::Anomaly(kind)),
+                "{kind:?}"
+            );
         }
     }
 
@@ -879,7 +888,10 @@ mod tests {
         let logs: Vec<_> = Generator::new(cfg).take(31).collect();
         assert!(logs[..30].iter().all(|g| g.label == Label::Normal));
         for service in ServiceKind::ALL {
-            assert_eq!(logs[..30].iter().filter(|g| g.service == service).count(), 10);
+            assert_eq!(
+                logs[..30].iter().filter(|g| g.service == service).count(),
+                10
+            );
         }
         assert!(logs[30].label.is_anomaly());
     }
@@ -914,7 +926,10 @@ mod tests {
                     .collect(),
                 ServiceKind::Application => {
                     let caps = pattern.captures(raw).expect("pattern matches");
-                    assert_eq!(log.log.custom_config.as_ref().expect("config")["field_mapping"]["2"], "memory_usage");
+                    assert_eq!(
+                        log.log.custom_config.as_ref().expect("config")["field_mapping"]["2"],
+                        "memory_usage"
+                    );
                     ["memory_usage", "cpu_usage", "thread_count"]
                         .iter()
                         .zip(2..)

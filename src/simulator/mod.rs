@@ -143,8 +143,9 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("unit {unit:?}: use ms, s, m or h")),
     };
     match number.trim().parse::<f64>() {
-        Ok(x) if x.is_finite() && x > 0.0 => Duration::try_from_secs_f64(x * scale)
-            .map_err(|e| format!("out of range: {e}")),
+        Ok(x) if x.is_finite() && x > 0.0 => {
+            Duration::try_from_secs_f64(x * scale).map_err(|e| format!("out of range: {e}"))
+        }
         _ => Err("a positive duration such as 30, 30s, 500ms or 5m".to_owned()),
     }
 }
@@ -156,6 +157,21 @@ impl Args {
             (Some(rate), _) => Duration::from_secs_f64(f64::from(self.batch) / rate),
             (None, Some(interval)) => interval,
             (None, None) => Duration::from_secs_f64(f64::from(self.batch) / DEFAULT_RATE),
+        }
+    }
+
+    /// What the generator needs from the options; `now` stands in for a missing `--start-time`.
+    /// Logs are spaced `batch_interval / batch` apart on the logical clock.
+    pub fn generator_config(&self, seed: u64, now: DateTime<Utc>) -> GeneratorConfig {
+        let step =
+            TimeDelta::from_std(self.batch_interval() / self.batch).unwrap_or(TimeDelta::MAX);
+        GeneratorConfig {
+            seed,
+            services: self.service_list(),
+            anomaly_ratio: self.anomaly_ratio,
+            warmup_per_service: self.warmup,
+            start: self.start_time.unwrap_or(now),
+            step,
         }
     }
 
@@ -179,15 +195,7 @@ impl Args {
 pub async fn run(args: &Args, shutdown: impl Future<Output = ()>) -> anyhow::Result<Summary> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let interval = args.batch_interval();
-    let step = TimeDelta::from_std(interval / args.batch).unwrap_or(TimeDelta::MAX);
-    let mut generator = Generator::new(GeneratorConfig {
-        seed,
-        services: args.service_list(),
-        anomaly_ratio: args.anomaly_ratio,
-        warmup_per_service: args.warmup,
-        start: args.start_time.unwrap_or_else(Utc::now),
-        step,
-    });
+    let mut generator = Generator::new(args.generator_config(seed, Utc::now()));
     let policy = RetryPolicy {
         retries: args.retries,
         ..RetryPolicy::default()

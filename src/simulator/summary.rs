@@ -328,7 +328,11 @@ impl fmt::Display for Summary {
             self.elapsed_seconds,
             self.logs_per_second,
             self.seed,
-            if self.interrupted { ", interrupted" } else { "" }
+            if self.interrupted {
+                ", interrupted"
+            } else {
+                ""
+            }
         )?;
         writeln!(
             f,
