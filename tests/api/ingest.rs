@@ -118,8 +118,8 @@ async fn unparseable_logs_get_an_error_and_never_disappear() {
 
 #[tokio::test]
 async fn an_oversized_raw_log_is_a_per_log_error() {
-    let app = spawn_app_with(&[("MAX_RAW_LOG_BYTES", "64")]).await;
-    let long = json!({"raw_log": format!("{{\"pad\": \"{}\"}}", "x".repeat(100)), "service": "s", "source": "x", "format_type": "json"});
+    let app = spawn_app_with(&[("MAX_RAW_LOG_BYTES", "256")]).await;
+    let long = json!({"raw_log": format!("{{\"pad\": \"{}\"}}", "x".repeat(300)), "service": "s", "source": "x", "format_type": "json"});
     let results = app.ingest(&[long, web_log(10.0, 0.0)]).await;
     assert!(
         results[0]["error"]
