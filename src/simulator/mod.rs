@@ -426,3 +426,88 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("log-simulator").chain(extra.iter().copied()))
+            .expect("valid args")
+    }
+
+    #[test]
+    fn durations_take_a_unit_or_mean_seconds() {
+        assert_eq!(parse_seconds("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_seconds("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_seconds("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_seconds("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_seconds("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "0", "-1", "5d", "soon", "nan", "inf"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rate_wins_over_interval_which_wins_over_the_default() {
+        assert_eq!(
+            args(&["--batch", "10", "--rate", "20", "--interval", "5"]).batch_interval(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            args(&["--interval", "5"]).batch_interval(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            args(&["--batch", "5"]).batch_interval(),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn repeated_services_are_sent_once() {
+        let parsed = args(&["--services", "database,web_server,database"]);
+        assert_eq!(
+            parsed.service_list(),
+            [ServiceKind::Database, ServiceKind::WebServer]
+        );
+    }
+
+    #[test]
+    fn logs_are_spaced_by_the_pace_on_the_logical_clock() {
+        let config = args(&["--batch", "10", "--rate", "100"])
+            .generator_config(1, "2024-01-15T10:00:00Z".parse().expect("time"));
+        assert_eq!(config.step, TimeDelta::milliseconds(10));
+        assert_eq!(config.start.to_rfc3339(), "2024-01-15T10:00:00+00:00");
+    }
+
+    fn summary_with(batches_sent: u64, judged: u64, reachable: bool) -> Summary {
+        let mut tally = Tally {
+            batches: batches_sent,
+            batches_judged: judged,
+            last_batch_undelivered: !reachable,
+            ..Tally::default()
+        };
+        tally.batches_undelivered = batches_sent - judged;
+        tally.summary(summary::RunInfo {
+            url: DEFAULT_URL.to_owned(),
+            seed: 1,
+            elapsed: Duration::from_secs(1),
+            interrupted: false,
+        })
+    }
+
+    #[test]
+    fn a_run_fails_when_the_service_is_down_at_the_end_or_judged_nothing() {
+        assert!(
+            verdict(&summary_with(0, 0, true)).is_ok(),
+            "nothing sent yet"
+        );
+        assert!(verdict(&summary_with(5, 4, true)).is_ok());
+        let down = verdict(&summary_with(5, 4, false)).expect_err("down at the end");
+        assert!(down.contains("could not be reached at the end"), "{down}");
+        assert!(down.contains(DEFAULT_URL), "{down}");
+        let none = verdict(&summary_with(3, 0, true)).expect_err("nothing judged");
+        assert!(none.contains("judged none of 3 batches"), "{none}");
+    }
+}

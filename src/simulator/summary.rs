@@ -162,9 +162,15 @@ impl Tally {
 
     /// One line for the progress display.
     pub fn progress_line(&self, elapsed: Duration) -> String {
-        let secs = elapsed.as_secs_f64().max(1e-9);
+        let secs = elapsed.as_secs_f64();
+        // A rate over the first instants says little (one batch in a few milliseconds).
+        let rate = if secs >= 0.5 {
+            format!("{:.1} logs/s", self.sent as f64 / secs)
+        } else {
+            "- logs/s".to_owned()
+        };
         let mut line = format!(
-            "{:>6.1}s  sent {}  accepted {}  rejected {}  flagged {}  TP {} FP {} FN {}  {:.1} logs/s",
+            "{:>6.1}s  sent {}  accepted {}  rejected {}  flagged {}  TP {} FP {} FN {}  {rate}",
             elapsed.as_secs_f64(),
             self.sent,
             self.accepted,
@@ -173,7 +179,6 @@ impl Tally {
             self.confusion.true_positives,
             self.confusion.false_positives,
             self.confusion.false_negatives,
-            self.sent as f64 / secs,
         );
         if self.undelivered > 0 {
             let _ = write!(line, "  undelivered {}", self.undelivered);
