@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::forest::params::IsolationForestValidParams;
 use crate::forest::tree::Node;
-use crate::forest::{Contamination, IsolationForest, MaxSamples, ModelFileError};
+use crate::forest::{Contamination, IsolationForest, MaxSamples, ModelFileError, check_trees};
 
 const MAGIC: &[u8; 8] = b"AIOIFRST";
 /// The model file format this build writes and the newest it reads.
@@ -277,28 +277,19 @@ fn parse_payload(payload: &[u8]) -> Result<ModelArtifact, String> {
         if n_nodes == 0 || n_nodes > u32::MAX as usize {
             return Err(format!("tree {t} has {n_nodes} nodes"));
         }
-        for i in 0..n_nodes {
+        for _ in 0..n_nodes {
             let node = Node {
                 threshold: r.f64("threshold")?,
                 feature: r.u32("feature")?,
                 base: r.u32("child index")?,
             };
             let length = r.f64("path length")?;
-            let valid = if node.is_leaf() {
-                node.base.wrapping_add(1) as usize == i && length.is_finite() && length >= 0.0
-            } else {
-                (node.base as usize) < n_nodes - 1
-                    && (node.feature as usize) < n_features
-                    && node.threshold.is_finite()
-            };
-            if !valid {
-                return Err(format!("tree {t}, node {i} is inconsistent"));
-            }
             nodes.push(node);
             path_lengths.push(length);
         }
         tree_starts.push(nodes.len());
     }
+    check_trees(&nodes, &path_lengths, &tree_starts, n_features)?;
     if !r.0.is_empty() {
         return Err(format!("{} unread bytes at the end", r.0.len()));
     }

@@ -50,9 +50,18 @@ impl Node {
 
     /// The next node for a row: the child for a split node, itself for a leaf. A NaN value goes
     /// right, like every value at a leaf.
+    // `!(x <= t)` rather than `x > t` on purpose: it is true for NaN on either side, which is what
+    // makes leaves (NaN threshold) absorbing and sends NaN inputs right.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     #[inline(always)]
     pub fn next(&self, row: &[f64]) -> u32 {
-        let x = row[self.feature as usize];
+        self.step(row[self.feature as usize])
+    }
+
+    /// The next node when the row's value of `self.feature` is `x`.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    #[inline(always)]
+    pub fn step(&self, x: f64) -> u32 {
         self.base.wrapping_add(u32::from(!(x <= self.threshold)))
     }
 
