@@ -354,9 +354,7 @@ impl Reader<'_> {
             return Duration::from_secs_f64(default);
         };
         match raw.parse::<f64>() {
-            Ok(value) if value.is_finite() && value >= 0.001 && value <= 1e7 => {
-                Duration::from_secs_f64(value)
-            }
+            Ok(value) if (0.001..=1e7).contains(&value) => Duration::from_secs_f64(value),
             _ => {
                 self.problem(
                     name,

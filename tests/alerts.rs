@@ -50,10 +50,13 @@ struct Received {
     body: Value,
 }
 
-/// How a receiver answers: a scripted sequence of (status, Retry-After), then 200 forever.
+/// One scripted answer: a status and an optional `Retry-After`.
+type Answer = (u16, Option<&'static str>);
+
+/// How a receiver answers: the scripted answers in order, then 200 forever.
 #[derive(Clone, Default)]
 struct ReceiverState {
-    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -86,11 +89,11 @@ async fn receive(
 }
 
 impl Receiver {
-    async fn start(script: &[(u16, Option<&'static str>)]) -> Self {
+    async fn start(script: &[Answer]) -> Self {
         Self::start_on("127.0.0.1:0".parse().expect("address"), script).await
     }
 
-    async fn start_on(address: SocketAddr, script: &[(u16, Option<&'static str>)]) -> Self {
+    async fn start_on(address: SocketAddr, script: &[Answer]) -> Self {
         let state = ReceiverState::default();
         state
             .script

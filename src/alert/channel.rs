@@ -525,9 +525,17 @@ mod tests {
         for field in fields {
             assert!(chars(&field["text"]) <= SLACK_FIELD_MAX_CHARS);
         }
-        let text = body.to_string();
-        assert!(!text.contains("<!channel>"), "mention not escaped");
-        assert!(text.contains("&lt;!channel&gt;"));
+        // Every mrkdwn text is escaped (a plain_text header shows its text literally).
+        let mrkdwn = [
+            &body["text"],
+            &body["blocks"][1]["text"]["text"],
+            &fields[0]["text"],
+        ];
+        for text in mrkdwn {
+            let text = text.as_str().expect("text");
+            assert!(!text.contains("<!channel>"), "mention not escaped: {text}");
+            assert!(text.contains("&lt;!channel&gt; &amp;"), "{text}");
+        }
     }
 
     #[test]

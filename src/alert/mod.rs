@@ -400,9 +400,11 @@ impl AlertSystem {
         // Counts of firing alerts are stored, resolutions due are sent.
         self.tick(Utc::now()).await;
         let all = MAX_STORE_TASKS;
-        match tokio::time::timeout_at(deadline, self.inner.store_tasks.acquire_many(all)).await {
-            Ok(Ok(permits)) => permits.forget(),
-            Ok(Err(_)) | Err(_) => {}
+        let writes = self.inner.store_tasks.acquire_many(all);
+        if let Ok(Ok(permits)) = tokio::time::timeout_at(deadline, writes).await {
+            permits.forget();
+        } else {
+            tracing::warn!("Alert store writes still running at the shutdown deadline.");
         }
         self.inner.store_tasks.close();
         self.inner.draining.send_replace(true);
