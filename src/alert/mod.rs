@@ -120,6 +120,7 @@ impl AlertSystem {
             TrackerLimits {
                 repeat_interval: settings.alert_repeat_interval,
                 max_services: settings.alert_max_services,
+                max_lateness: settings.alert_max_lateness,
             },
             next_id,
         );
@@ -348,13 +349,14 @@ impl AlertSystem {
     /// The alert database cannot be read.
     pub async fn stats(&self) -> Result<Value, AlertStoreError> {
         let outbox = self.inner.store.delivery_counts().await?;
-        let (tracked, firing, untracked, evicted) = {
+        let (tracked, firing, untracked, evicted, late) = {
             let tracker = lock(&self.inner.tracker);
             (
                 tracker.tracked_services(),
                 tracker.firing_services(),
                 tracker.untracked_anomalies(),
                 tracker.evicted_services(),
+                tracker.late_anomalies(),
             )
         };
         let counters = &self.inner.counters;
@@ -377,6 +379,7 @@ impl AlertSystem {
             "firing": firing,
             "anomalies_recorded": load(&counters.anomalies),
             "untracked_anomalies": untracked,
+            "late_anomalies": late,
             "evicted_services": evicted,
             "fired": load(&counters.fired),
             "repeated": load(&counters.repeated),
