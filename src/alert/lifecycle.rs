@@ -200,7 +200,7 @@ fn densest(entries: &VecDeque<Entry>, event: DateTime<Utc>, window: TimeDelta) -
     let mut best = 0;
     let mut start = 0;
     for end in 0..events.len() {
-        while events[end].signed_duration_since(events[start]) >= window {
+        while start < end && events[end].signed_duration_since(events[start]) >= window {
             start += 1;
         }
         best = best.max(end + 1 - start);
@@ -675,6 +675,26 @@ mod tests {
             .map(|logged| tracker.record("svc", Some(at(100.0 + logged)), at(100.0)))
             .collect();
         assert!(kinds(&got).is_empty());
+    }
+
+    #[test]
+    fn a_zero_length_window_never_panics() {
+        let rules = RateRules::with_user_rules(BTreeMap::from([(
+            "svc".to_owned(),
+            PartialRateRule {
+                count: Some(2),
+                window: Some(Duration::ZERO),
+            },
+        )]));
+        let limits = TrackerLimits {
+            repeat_interval: HOUR,
+            max_services: 10,
+            max_lateness: None,
+        };
+        let mut tracker = Tracker::new(rules, limits, 1);
+        for logged in [3.0, 1.0, 2.0, 1.0] {
+            assert!(tracker.record("svc", Some(at(logged)), at(0.0)).is_none());
+        }
     }
 
     #[test]
