@@ -20,6 +20,7 @@ use crate::app::AppState;
 pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 
+/// The alert routes, merged into `api::router()`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/alerts", get(list_alerts))

@@ -38,6 +38,7 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// The notification of `transition`, made at `created_at`.
     pub fn new(transition: &Transition, created_at: DateTime<Utc>) -> Self {
         Self {
             kind: transition.kind,
@@ -47,6 +48,7 @@ impl Notification {
         }
     }
 
+    /// `firing` (fired, repeated) or `resolved`.
     pub fn status(&self) -> AlertState {
         self.alert.state
     }

@@ -54,6 +54,7 @@ pub enum AlertState {
 }
 
 impl AlertState {
+    /// The wire name: `firing` or `resolved`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Firing => "firing",

@@ -220,6 +220,11 @@ impl AlertSystem {
         anomalies: impl IntoIterator<Item = (&'a str, Option<DateTime<Utc>>)>,
         now: DateTime<Utc>,
     ) {
+        let mut anomalies = anomalies.into_iter().peekable();
+        if anomalies.peek().is_none() {
+            // Most batches have no anomaly: they never touch the tracker's lock.
+            return;
+        }
         let mut transitions = Vec::new();
         let mut counted = 0;
         {
