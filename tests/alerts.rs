@@ -601,8 +601,15 @@ async fn an_alert_queued_while_the_receiver_is_down_is_delivered_after_a_restart
     assert!(!listing.contains("TOPSECRET"), "{listing}");
     let fingerprint = alerts[0]["fingerprint"].clone();
 
-    // Act: stop (the queue cannot drain), bring the receiver up, start again on the same data.
+    // Act: stop (the queue cannot drain: the deadline cuts it short), bring the receiver up,
+    // start again on the same data.
+    let stopping = Instant::now();
     app.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopping.elapsed()
+    );
     let data_dir = app.data_dir.clone();
     let webhook = Receiver::start_on(address, &[]).await;
     let app = TestApp::spawn(&data_dir, &overrides).await;
@@ -623,6 +630,22 @@ async fn an_alert_queued_while_the_receiver_is_down_is_delivered_after_a_restart
     // The alert itself survived too, still firing.
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["state"], "firing");
+}
+
+#[tokio::test]
+async fn stopping_delivers_what_is_queued_before_exit() {
+    let webhook = Receiver::start(&[(503, None)]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let url = webhook.url("/hook");
+    let mut app = TestApp::spawn(tmp.path(), &[("GENERIC_WEBHOOK_URL", &url)]).await;
+
+    app.burst("svc", 3);
+    app.stop().await;
+
+    // No waiting: the 503, the retry and the 200 all happened before stop() returned.
+    let received = webhook.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[1].body["status"], "firing");
 }
 
 #[tokio::test]
