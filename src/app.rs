@@ -204,7 +204,7 @@ impl App {
         }
         // Queued alerts go out (within ALERT_SHUTDOWN_TIMEOUT_SECONDS) before storage closes.
         state.alerts.shutdown().await;
-        tracing::info!("Alert queues drained.");
+        tracing::info!("Alert delivery stopped.");
         let store = state.store.clone();
         drop(state);
         store.shutdown().await.context("closing the database")?;

@@ -105,6 +105,8 @@ pub struct Settings {
     pub alert_shutdown_timeout: Duration,
     /// Services the rate tracker follows at once.
     pub alert_max_services: usize,
+    /// Anomalies logged longer than this before they arrive are not counted; `None` (0): off.
+    pub alert_max_lateness: Option<Duration>,
     pub log_level: String,
     pub log_format: LogFormat,
     pub max_recent_anomalies: usize,
@@ -214,6 +216,10 @@ impl Settings {
             alert_retry_max: r.positive_seconds("ALERT_RETRY_MAX_SECONDS", 300.0),
             alert_shutdown_timeout: r.seconds("ALERT_SHUTDOWN_TIMEOUT_SECONDS", 10, 0),
             alert_max_services: r.ranged("ALERT_MAX_SERVICES", 1000, 1, 1_000_000),
+            alert_max_lateness: {
+                let lateness = r.seconds("ALERT_MAX_LATENESS_SECONDS", 0, 0);
+                (!lateness.is_zero()).then_some(lateness)
+            },
             log_level: r.log_level("LOG_LEVEL"),
             log_format: r.choice(
                 "LOG_FORMAT",
@@ -354,9 +360,7 @@ impl Reader<'_> {
             return Duration::from_secs_f64(default);
         };
         match raw.parse::<f64>() {
-            Ok(value) if value.is_finite() && value >= 0.001 && value <= 1e7 => {
-                Duration::from_secs_f64(value)
-            }
+            Ok(value) if (0.001..=1e7).contains(&value) => Duration::from_secs_f64(value),
             _ => {
                 self.problem(
                     name,
@@ -667,6 +671,7 @@ mod tests {
         assert_eq!(settings.alert_retry_max, Duration::from_secs(300));
         assert_eq!(settings.alert_shutdown_timeout, Duration::from_secs(10));
         assert_eq!(settings.alert_max_services, 1000);
+        assert_eq!(settings.alert_max_lateness, None);
         assert_eq!(
             settings.alert_repeat_interval,
             Duration::from_secs(4 * 3600)
@@ -682,6 +687,7 @@ mod tests {
             ("ALERT_QUEUE_CAPACITY", "5"),
             ("ALERT_MAX_ATTEMPTS", "3"),
             ("ALERT_MAX_SERVICES", "7"),
+            ("ALERT_MAX_LATENESS_SECONDS", "90"),
         ]))
         .expect("valid");
         assert_eq!(settings.alert_retry_initial, Duration::from_millis(50));
@@ -690,6 +696,7 @@ mod tests {
         assert_eq!(settings.alert_queue_capacity, 5);
         assert_eq!(settings.alert_max_attempts, 3);
         assert_eq!(settings.alert_max_services, 7);
+        assert_eq!(settings.alert_max_lateness, Some(Duration::from_secs(90)));
     }
 
     #[test]
@@ -700,6 +707,7 @@ mod tests {
             ("ALERT_RETRY_INITIAL_SECONDS", "0"),
             ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "-1"),
             ("ALERT_MAX_SERVICES", "0"),
+            ("ALERT_MAX_LATENESS_SECONDS", "soon"),
         ]))
         .expect_err("refused");
         let text = error.to_string();
@@ -709,6 +717,7 @@ mod tests {
             "ALERT_RETRY_INITIAL_SECONDS",
             "ALERT_SHUTDOWN_TIMEOUT_SECONDS",
             "ALERT_MAX_SERVICES",
+            "ALERT_MAX_LATENESS_SECONDS",
         ] {
             assert!(text.contains(name), "{name} missing from: {text}");
         }

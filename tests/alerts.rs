@@ -50,10 +50,13 @@ struct Received {
     body: Value,
 }
 
-/// How a receiver answers: a scripted sequence of (status, Retry-After), then 200 forever.
+/// One scripted answer: a status and an optional `Retry-After`.
+type Answer = (u16, Option<&'static str>);
+
+/// How a receiver answers: the scripted answers in order, then 200 forever.
 #[derive(Clone, Default)]
 struct ReceiverState {
-    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -86,11 +89,11 @@ async fn receive(
 }
 
 impl Receiver {
-    async fn start(script: &[(u16, Option<&'static str>)]) -> Self {
+    async fn start(script: &[Answer]) -> Self {
         Self::start_on("127.0.0.1:0".parse().expect("address"), script).await
     }
 
-    async fn start_on(address: SocketAddr, script: &[(u16, Option<&'static str>)]) -> Self {
+    async fn start_on(address: SocketAddr, script: &[Answer]) -> Self {
         let state = ReceiverState::default();
         state
             .script
@@ -598,8 +601,15 @@ async fn an_alert_queued_while_the_receiver_is_down_is_delivered_after_a_restart
     assert!(!listing.contains("TOPSECRET"), "{listing}");
     let fingerprint = alerts[0]["fingerprint"].clone();
 
-    // Act: stop (the queue cannot drain), bring the receiver up, start again on the same data.
+    // Act: stop (the queue cannot drain: the deadline cuts it short), bring the receiver up,
+    // start again on the same data.
+    let stopping = Instant::now();
     app.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopping.elapsed()
+    );
     let data_dir = app.data_dir.clone();
     let webhook = Receiver::start_on(address, &[]).await;
     let app = TestApp::spawn(&data_dir, &overrides).await;
@@ -620,6 +630,22 @@ async fn an_alert_queued_while_the_receiver_is_down_is_delivered_after_a_restart
     // The alert itself survived too, still firing.
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["state"], "firing");
+}
+
+#[tokio::test]
+async fn stopping_delivers_what_is_queued_before_exit() {
+    let webhook = Receiver::start(&[(503, None)]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let url = webhook.url("/hook");
+    let mut app = TestApp::spawn(tmp.path(), &[("GENERIC_WEBHOOK_URL", &url)]).await;
+
+    app.burst("svc", 3);
+    app.stop().await;
+
+    // No waiting: the 503, the retry and the 200 all happened before stop() returned.
+    let received = webhook.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[1].body["status"], "firing");
 }
 
 #[tokio::test]

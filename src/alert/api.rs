@@ -20,6 +20,7 @@ use crate::app::AppState;
 pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 
+/// The alert routes, merged into `api::router()`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/alerts", get(list_alerts))
@@ -28,9 +29,15 @@ pub fn router() -> Router<AppState> {
 
 impl From<AlertStoreError> for ApiError {
     fn from(error: AlertStoreError) -> Self {
-        match error {
-            AlertStoreError::Closed => Self::Unavailable(error.to_string()),
-            other => Self::Internal(anyhow::Error::new(other)),
+        let busy = matches!(
+            &error,
+            AlertStoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(failure.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        if busy || matches!(error, AlertStoreError::Closed) {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Internal(anyhow::Error::new(error))
         }
     }
 }

@@ -38,6 +38,7 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// The notification of `transition`, made at `created_at`.
     pub fn new(transition: &Transition, created_at: DateTime<Utc>) -> Self {
         Self {
             kind: transition.kind,
@@ -47,6 +48,7 @@ impl Notification {
         }
     }
 
+    /// `firing` (fired, repeated) or `resolved`.
     pub fn status(&self) -> AlertState {
         self.alert.state
     }
@@ -525,9 +527,17 @@ mod tests {
         for field in fields {
             assert!(chars(&field["text"]) <= SLACK_FIELD_MAX_CHARS);
         }
-        let text = body.to_string();
-        assert!(!text.contains("<!channel>"), "mention not escaped");
-        assert!(text.contains("&lt;!channel&gt;"));
+        // Every mrkdwn text is escaped (a plain_text header shows its text literally).
+        let mrkdwn = [
+            &body["text"],
+            &body["blocks"][1]["text"]["text"],
+            &fields[0]["text"],
+        ];
+        for text in mrkdwn {
+            let text = text.as_str().expect("text");
+            assert!(!text.contains("<!channel>"), "mention not escaped: {text}");
+            assert!(text.contains("&lt;!channel&gt; &amp;"), "{text}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! ingested, always trustworthy and monotonic enough) and its *event time* (the log's own
 //! timestamp, or the arrival when the log has none). A burst is only a burst when **both clocks
 //! agree**: `count` anomalies must have arrived within one window *and* their own timestamps must
-//! lie within one window (the window ending at the newest one's timestamp). So:
+//! lie within one window (in any order). So:
 //!
 //! - a replay or backfill of old logs arrives fast but is spread out in its own time: no page;
 //! - a service whose clock is skewed (or logs naive local times that read as UTC hours away) has
@@ -16,6 +16,12 @@
 //! - a log without a timestamp uses its arrival for both;
 //! - a stuck clock (every log the same timestamp) still needs the anomalies to arrive within
 //!   one window: a real burst pages, a slow trickle does not.
+//!
+//! Operators who know every clock is synchronised and who backfill old logs may also set
+//! `ALERT_MAX_LATENESS_SECONDS`: anomalies logged longer than that before they arrive are then
+//! not counted at all, so even a replayed burst stays quiet, at the price of ignoring services
+//! whose clocks lag by more. It is off by default because a lagging clock (or naive local times
+//! read as UTC) is more common than a replay that is itself a burst.
 //!
 //! Everything that decides *when* (window expiry, resolution after a quiet window, the repeat
 //! interval) uses the arrival clock, so no client timestamp can hold an alert open or close it.
@@ -48,6 +54,7 @@ pub enum AlertState {
 }
 
 impl AlertState {
+    /// The wire name: `firing` or `resolved`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Firing => "firing",
@@ -134,6 +141,9 @@ pub struct TrackerLimits {
     pub repeat_interval: Duration,
     /// Services followed at once (`ALERT_MAX_SERVICES`).
     pub max_services: usize,
+    /// When set, anomalies logged longer than this before their arrival are not counted
+    /// (`ALERT_MAX_LATENESS_SECONDS`; off by default, see the module docs).
+    pub max_lateness: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -167,11 +177,36 @@ pub struct Tracker {
     next_id: i64,
     untracked: u64,
     evicted: u64,
+    late: u64,
 }
 
 /// Window entries kept per service: enough for any burst of `count`, bounded whatever arrives.
 fn entry_cap(count: u32) -> usize {
     (count as usize).saturating_mul(2).max(16)
+}
+
+/// The most entries whose event times fit in one window (`newest - oldest < window`), where
+/// `event` is the entry just added. In order (nothing newer than `event`), only the window ending
+/// at `event` can have grown: O(n). Out of order, the entries are sorted: O(n log n), n bounded
+/// by [`entry_cap`]. Windows without the new entry held fewer than `count` before it came (or
+/// they would have fired and been cleared), so checking every window is the same as checking
+/// those that contain it.
+fn densest(entries: &VecDeque<Entry>, event: DateTime<Utc>, window: TimeDelta) -> usize {
+    if entries.iter().all(|entry| entry.event <= event) {
+        let cutoff = minus(event, window);
+        return entries.iter().filter(|entry| entry.event > cutoff).count();
+    }
+    let mut events: Vec<DateTime<Utc>> = entries.iter().map(|entry| entry.event).collect();
+    events.sort_unstable();
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..events.len() {
+        while start < end && events[end].signed_duration_since(events[start]) >= window {
+            start += 1;
+        }
+        best = best.max(end + 1 - start);
+    }
+    best
 }
 
 fn window_of(rule: RateRule) -> TimeDelta {
@@ -195,6 +230,7 @@ impl Tracker {
             next_id: next_id.max(1),
             untracked: 0,
             evicted: 0,
+            late: 0,
         }
     }
 
@@ -227,6 +263,13 @@ impl Tracker {
         let rule = self.rules.rule_for(service);
         let window = window_of(rule);
         let event = logged_at.unwrap_or(now);
+        if let Some(lateness) = self.limits.max_lateness {
+            let lateness = TimeDelta::from_std(lateness).unwrap_or(TimeDelta::MAX);
+            if event < minus(now, lateness) {
+                self.late += 1;
+                return None;
+            }
+        }
         if !self.services.contains_key(service) {
             if !self.make_room() {
                 self.untracked += 1;
@@ -259,13 +302,7 @@ impl Tracker {
         while state.window.len() > entry_cap(rule.count) {
             state.window.pop_front();
         }
-        let event_cutoff = minus(event, window);
-        let in_window = state
-            .window
-            .iter()
-            .filter(|entry| entry.event > event_cutoff && entry.event <= event)
-            .count();
-        let in_window = u32::try_from(in_window).unwrap_or(u32::MAX);
+        let in_window = u32::try_from(densest(&state.window, event, window)).unwrap_or(u32::MAX);
 
         if let Some(firing) = &mut state.firing {
             firing.alert.anomaly_count += 1;
@@ -412,6 +449,11 @@ impl Tracker {
         self.untracked
     }
 
+    /// Anomalies not counted because they were older than `max_lateness` on arrival.
+    pub fn late_anomalies(&self) -> u64 {
+        self.late
+    }
+
     /// Idle services dropped to make room for new ones.
     pub fn evicted_services(&self) -> u64 {
         self.evicted
@@ -456,6 +498,7 @@ mod tests {
             TrackerLimits {
                 repeat_interval: HOUR,
                 max_services,
+                max_lateness: None,
             },
             1,
         )
@@ -555,13 +598,16 @@ mod tests {
     fn bursts_while_firing_are_counted_and_page_again_only_after_the_repeat_interval() {
         let mut tracker = tracker(10);
         let mut seen = Vec::new();
+        let mut stored = Vec::new();
         // A burst every 5 s for 2 hours: the alert never resolves.
         let mut t = 0.0;
         while t < 2.0 * 3600.0 {
             for i in 0..3 {
                 seen.push(tracker.record("svc", None, at(t + f64::from(i) * 0.1)));
             }
-            assert!(tracker.tick(at(t + 1.0)).0.is_empty(), "resolved at {t}");
+            let (resolved, changed) = tracker.tick(at(t + 1.0));
+            assert!(resolved.is_empty(), "resolved at {t}");
+            stored.extend(changed);
             t += 5.0;
         }
         assert_eq!(
@@ -572,10 +618,12 @@ mod tests {
         assert_eq!(repeated.alert.last_notified_at, at(3600.2));
         assert_eq!(repeated.alert.notifications, 2);
         assert_eq!(repeated.alert.id, 1);
-        let (_, changed) = tracker.tick(at(t));
-        let alert = changed.first().expect("counts changed since the repeat");
-        assert_eq!(alert.anomaly_count, seen.len() as u64);
-        assert_eq!(alert.bursts, 1440);
+        // Every tick hands out the counts that changed since the last one, for the store.
+        let last = stored.last().expect("counts changed");
+        assert_eq!(last.anomaly_count, seen.len() as u64);
+        assert_eq!(last.bursts, 1440);
+        assert_eq!(last.notifications, 2);
+        assert!(tracker.tick(at(t)).1.is_empty(), "nothing changed since");
     }
 
     #[test]
@@ -590,6 +638,64 @@ mod tests {
             .collect();
         assert!(kinds(&got).is_empty());
         assert!(tracker.window_len("svc") <= entry_cap(3));
+    }
+
+    #[test]
+    fn with_a_lateness_bound_even_a_replayed_burst_is_not_counted() {
+        let mut tracker = tracker(10);
+        tracker.limits.max_lateness = Some(Duration::from_secs(300));
+        let replayed: Vec<_> = (0..3)
+            .map(|i| tracker.record("svc", Some(at(-3600.0 + f64::from(i))), at(f64::from(i))))
+            .collect();
+        assert!(kinds(&replayed).is_empty());
+        assert_eq!(tracker.late_anomalies(), 3);
+        // Slightly late, future and missing timestamps still count.
+        let live = [
+            tracker.record("svc", Some(at(-200.0)), at(10.0)),
+            tracker.record("svc", Some(at(60.0)), at(10.0)),
+            tracker.record("svc", None, at(10.0)),
+        ];
+        assert!(kinds(&live).is_empty(), "spread over 260 s of log time");
+        let burst: Vec<_> = (0..3)
+            .map(|i| tracker.record("svc", Some(at(20.0 - f64::from(i))), at(20.0)))
+            .collect();
+        assert_eq!(kinds(&burst), vec![TransitionKind::Fired]);
+    }
+
+    #[test]
+    fn a_burst_logged_out_of_order_fires() {
+        let mut tracker = tracker(10);
+        let got: Vec<_> = [5.0, 9.0, 1.0]
+            .into_iter()
+            .map(|logged| tracker.record("svc", Some(at(logged)), at(20.0)))
+            .collect();
+        assert_eq!(kinds(&got), vec![TransitionKind::Fired]);
+        // 0, 6 and 12 never fit in one 10 s window, whatever the order.
+        let got: Vec<_> = [12.0, 0.0, 6.0]
+            .into_iter()
+            .map(|logged| tracker.record("svc", Some(at(100.0 + logged)), at(100.0)))
+            .collect();
+        assert!(kinds(&got).is_empty());
+    }
+
+    #[test]
+    fn a_zero_length_window_never_panics() {
+        let rules = RateRules::with_user_rules(BTreeMap::from([(
+            "svc".to_owned(),
+            PartialRateRule {
+                count: Some(2),
+                window: Some(Duration::ZERO),
+            },
+        )]));
+        let limits = TrackerLimits {
+            repeat_interval: HOUR,
+            max_services: 10,
+            max_lateness: None,
+        };
+        let mut tracker = Tracker::new(rules, limits, 1);
+        for logged in [3.0, 1.0, 2.0, 1.0] {
+            assert!(tracker.record("svc", Some(at(logged)), at(0.0)).is_none());
+        }
     }
 
     #[test]
@@ -703,7 +809,7 @@ mod tests {
         assert_ne!(fingerprint("a", "bc"), fingerprint("ab", "c"));
         assert_eq!(fingerprint(RULE_NAME, "svc").len(), 16);
         // Pinned: a changed hash would break PagerDuty's dedup across an upgrade.
-        assert_eq!(fingerprint("", ""), "af63bd4c8601b7be");
+        assert_eq!(fingerprint("", ""), "af63bd4c8601b7df");
         let mut tracker = tracker(10);
         let long = "x".repeat(10_000);
         let fired: Vec<_> = (0..10)

@@ -120,6 +120,7 @@ impl AlertSystem {
             TrackerLimits {
                 repeat_interval: settings.alert_repeat_interval,
                 max_services: settings.alert_max_services,
+                max_lateness: settings.alert_max_lateness,
             },
             next_id,
         );
@@ -219,6 +220,11 @@ impl AlertSystem {
         anomalies: impl IntoIterator<Item = (&'a str, Option<DateTime<Utc>>)>,
         now: DateTime<Utc>,
     ) {
+        let mut anomalies = anomalies.into_iter().peekable();
+        if anomalies.peek().is_none() {
+            // Most batches have no anomaly: they never touch the tracker's lock.
+            return;
+        }
         let mut transitions = Vec::new();
         let mut counted = 0;
         {
@@ -348,13 +354,14 @@ impl AlertSystem {
     /// The alert database cannot be read.
     pub async fn stats(&self) -> Result<Value, AlertStoreError> {
         let outbox = self.inner.store.delivery_counts().await?;
-        let (tracked, firing, untracked, evicted) = {
+        let (tracked, firing, untracked, evicted, late) = {
             let tracker = lock(&self.inner.tracker);
             (
                 tracker.tracked_services(),
                 tracker.firing_services(),
                 tracker.untracked_anomalies(),
                 tracker.evicted_services(),
+                tracker.late_anomalies(),
             )
         };
         let counters = &self.inner.counters;
@@ -377,6 +384,7 @@ impl AlertSystem {
             "firing": firing,
             "anomalies_recorded": load(&counters.anomalies),
             "untracked_anomalies": untracked,
+            "late_anomalies": late,
             "evicted_services": evicted,
             "fired": load(&counters.fired),
             "repeated": load(&counters.repeated),
@@ -400,9 +408,11 @@ impl AlertSystem {
         // Counts of firing alerts are stored, resolutions due are sent.
         self.tick(Utc::now()).await;
         let all = MAX_STORE_TASKS;
-        match tokio::time::timeout_at(deadline, self.inner.store_tasks.acquire_many(all)).await {
-            Ok(Ok(permits)) => permits.forget(),
-            Ok(Err(_)) | Err(_) => {}
+        let writes = self.inner.store_tasks.acquire_many(all);
+        if let Ok(Ok(permits)) = tokio::time::timeout_at(deadline, writes).await {
+            permits.forget();
+        } else {
+            tracing::warn!("Alert store writes still running at the shutdown deadline.");
         }
         self.inner.store_tasks.close();
         self.inner.draining.send_replace(true);

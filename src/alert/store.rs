@@ -56,6 +56,7 @@ CREATE INDEX IF NOT EXISTS alert_outbox_alert ON alert_outbox (alert_id);
 pub const MAX_STORED_ALERTS: i64 = 10_000;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why the alert tables could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum AlertStoreError {
     #[error("alert database: {0}")]
@@ -80,6 +81,7 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// The stored and shown name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
