@@ -336,7 +336,7 @@ fn check_trees(
     }
     for (t, bounds) in tree_starts.windows(2).enumerate() {
         let (start, end) = (bounds[0], bounds[1]);
-        let len = end.checked_sub(start).unwrap_or_default();
+        let len = end.saturating_sub(start);
         if len == 0 || len > u32::MAX as usize {
             return Err(format!("tree {t} has {len} nodes"));
         }
