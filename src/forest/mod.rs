@@ -57,8 +57,8 @@ pub use tree::average_path_length;
 
 use tree::{GrownTree, Node};
 
-/// Rows walked through a tree in lockstep.
-const LANES: usize = 8;
+/// Rows walked through a tree in lockstep (16 measured ~10% faster than 8 on cover).
+const LANES: usize = 16;
 /// Bytes of rows scored per block. Each tree walks a whole block before the next tree starts, so
 /// a tree (about 12 KB at max_samples 256) stays in L1 and the block's rows stay in L2; with
 /// small blocks every block re-read all trees (over 1 MB) from L3, which doubled scoring time.
