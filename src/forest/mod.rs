@@ -57,8 +57,8 @@ pub use tree::average_path_length;
 
 use tree::{GrownTree, Node};
 
-/// Rows walked through a tree in lockstep.
-const LANES: usize = 8;
+/// Rows walked through a tree in lockstep (16 measured ~10% faster than 8 on cover).
+const LANES: usize = 16;
 /// Bytes of rows scored per block. Each tree walks a whole block before the next tree starts, so
 /// a tree (about 12 KB at max_samples 256) stays in L1 and the block's rows stay in L2; with
 /// small blocks every block re-read all trees (over 1 MB) from L3, which doubled scoring time.
@@ -336,7 +336,7 @@ fn check_trees(
     }
     for (t, bounds) in tree_starts.windows(2).enumerate() {
         let (start, end) = (bounds[0], bounds[1]);
-        let len = end.checked_sub(start).unwrap_or_default();
+        let len = end.saturating_sub(start);
         if len == 0 || len > u32::MAX as usize {
             return Err(format!("tree {t} has {len} nodes"));
         }
