@@ -34,6 +34,10 @@ pub const FIELD_MAPPING: &str = "field_mapping";
 /// a log pattern needs far less, and this bounds what one request can make us compile and cache.
 const COMPILED_SIZE_LIMIT: usize = 1 << 20;
 
+/// The most memory each thread's lazy DFA may use for one pattern (the crate's default is 2 MiB). With
+/// up to `REGEX_CACHE_SIZE` patterns cached, this is the term that grows with the thread count.
+const DFA_SIZE_LIMIT: usize = 512 << 10;
+
 /// A compiled pattern, or why it does not compile.
 type Compiled = Result<Arc<Regex>, Arc<str>>;
 
@@ -131,6 +135,7 @@ fn evict(slots: &mut HashMap<Box<str>, Slot>, capacity: usize) {
 fn compile(pattern: &str) -> Compiled {
     RegexBuilder::new(pattern)
         .size_limit(COMPILED_SIZE_LIMIT)
+        .dfa_size_limit(DFA_SIZE_LIMIT)
         .build()
         .map(Arc::new)
         .map_err(|error| Arc::from(error.to_string()))
