@@ -702,7 +702,6 @@ async fn bad_alert_queries_get_fastapi_shaped_422s() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real parser; un-ignore when parse lands"]
 async fn ingested_rule_anomalies_page_once() {
     let webhook = Receiver::start(&[]).await;
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -6,3 +6,4 @@ mod anomalies;
 mod contract;
 mod ingest;
 mod learning;
+mod simulator_e2e;
