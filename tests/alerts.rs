@@ -637,7 +637,16 @@ async fn stopping_delivers_what_is_queued_before_exit() {
     let webhook = Receiver::start(&[(503, None)]).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let url = webhook.url("/hook");
-    let mut app = TestApp::spawn(tmp.path(), &[("GENERIC_WEBHOOK_URL", &url)]).await;
+    // A generous deadline: this test is about draining, not about the deadline, and a loaded CI
+    // machine must not turn it into a race.
+    let mut app = TestApp::spawn(
+        tmp.path(),
+        &[
+            ("GENERIC_WEBHOOK_URL", &url),
+            ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "30"),
+        ],
+    )
+    .await;
 
     app.burst("svc", 3);
     app.stop().await;
