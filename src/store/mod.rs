@@ -1,7 +1,8 @@
 //! Durable embedded storage: SQLite (bundled) in WAL mode under `DATA_DIR`.
 //!
-//! One writer connection serialises every write; each request's rows go in one transaction, so a
-//! response is sent only after its anomalies are committed. Reads use a small pool of their own
+//! One writer connection serialises every write; a request's anomalies are committed in one
+//! transaction, together with those of requests that arrived meanwhile (group commit), and its
+//! response is sent only after that commit. Reads use a small pool of their own
 //! connections, which WAL lets run beside the writer. All SQLite work happens on tokio's blocking
 //! pool, never on the async workers.
 //!
@@ -20,6 +21,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
 
 pub use records::{
     AnomalyOrder, AnomalyQuery, AnomalyRecord, FeedbackRecord, ModelRecord, TrainingJobRecord,
@@ -118,6 +120,7 @@ struct Inner {
     options: StoreOptions,
     writer: Mutex<Option<Connection>>,
     readers: Mutex<Vec<Connection>>,
+    group: Mutex<GroupCommit>,
     closed: AtomicBool,
 }
 
@@ -173,6 +176,7 @@ impl Store {
                 options,
                 writer: Mutex::new(Some(writer)),
                 readers: Mutex::new(Vec::new()),
+                group: Mutex::new(GroupCommit::default()),
                 closed: AtomicBool::new(false),
             }),
         })
@@ -225,8 +229,13 @@ impl Store {
         .map_err(|error| StoreError::Background(error.to_string()))?
     }
 
-    /// Stores one request's anomalies in one transaction and prunes beyond the retention bound.
-    /// Returns the new rows' ids, in order.
+    /// Stores one request's anomalies durably and prunes beyond the retention bound; returns the
+    /// new rows' ids, in order, once they are committed.
+    ///
+    /// Requests that arrive while a commit is running are committed together in the next
+    /// transaction (group commit): one fsync serves them all, so concurrent requests do not queue
+    /// behind each other's disk flushes. If a group's transaction fails, each request of the group
+    /// is retried in a transaction of its own, so one request's failure is never another's.
     pub async fn insert_anomalies(
         &self,
         records: Vec<AnomalyRecord>,
@@ -234,40 +243,19 @@ impl Store {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(move |connection, options| {
-            let transaction = connection.transaction()?;
-            let mut ids = Vec::with_capacity(records.len());
-            {
-                let mut insert = transaction.prepare_cached(
-                    "INSERT INTO anomalies (timestamp, timestamp_ms, service, source, log_level, message, \
-                     anomaly_score, rule_violation, detector, violations, features, raw_log, metadata, context) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )?;
-                for record in &records {
-                    insert.execute(params![
-                        timestamp_text(&record.timestamp),
-                        record.timestamp.timestamp_millis(),
-                        record.service,
-                        record.source,
-                        record.log_level,
-                        record.message,
-                        record.anomaly_score,
-                        record.rule_violation,
-                        record.detector.as_str(),
-                        to_json(&record.violations),
-                        to_json(&record.features),
-                        record.raw_log,
-                        to_json(&record.metadata),
-                        to_json(&record.context),
-                    ])?;
-                    ids.push(transaction.last_insert_rowid());
-                }
-            }
-            prune(&transaction, options.max_recent_anomalies)?;
-            transaction.commit()?;
-            Ok(ids)
-        })
-        .await
+        let (reply, committed) = oneshot::channel();
+        let start_flusher = {
+            let mut group = lock(&self.inner.group);
+            group.queue.push(PendingInsert { records, reply });
+            !std::mem::replace(&mut group.flushing, true)
+        };
+        if start_flusher {
+            let inner = Arc::clone(&self.inner);
+            tokio::task::spawn_blocking(move || flush_groups(&inner));
+        }
+        committed.await.map_err(|_| {
+            StoreError::Background("the commit of this request's anomalies was abandoned".into())
+        })?
     }
 
     pub async fn list_anomalies(
@@ -619,6 +607,114 @@ fn prune(connection: &Connection, keep: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// One request's anomalies waiting for the next group commit.
+struct PendingInsert {
+    records: Vec<AnomalyRecord>,
+    reply: oneshot::Sender<Result<Vec<i64>, StoreError>>,
+}
+
+#[derive(Default)]
+struct GroupCommit {
+    queue: Vec<PendingInsert>,
+    /// Whether a blocking task is committing; it keeps going until the queue is empty.
+    flushing: bool,
+}
+
+/// Commits queued inserts, a whole queue per transaction, until none are left.
+fn flush_groups(inner: &Inner) {
+    loop {
+        let group = {
+            let mut state = lock(&inner.group);
+            if state.queue.is_empty() {
+                state.flushing = false;
+                return;
+            }
+            std::mem::take(&mut state.queue)
+        };
+        // A panic must not leave `flushing` set (every later insert would wait forever); the
+        // waiters of the lost group see their reply dropped and answer 500.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit_group(inner, group);
+        }));
+        if outcome.is_err() {
+            tracing::error!("An anomaly commit panicked; its requests fail, later ones go on.");
+        }
+    }
+}
+
+fn commit_group(inner: &Inner, group: Vec<PendingInsert>) {
+    let mut writer = lock(&inner.writer);
+    let Some(connection) = writer.as_mut() else {
+        for pending in group {
+            let _ = pending.reply.send(Err(StoreError::Closed));
+        }
+        return;
+    };
+    let batches: Vec<&[AnomalyRecord]> = group.iter().map(|p| p.records.as_slice()).collect();
+    match insert_batches(connection, &inner.options, &batches) {
+        Ok(ids) => {
+            for (pending, ids) in group.into_iter().zip(ids) {
+                let _ = pending.reply.send(Ok(ids));
+            }
+        }
+        Err(error) if group.len() == 1 => {
+            if let Some(pending) = group.into_iter().next() {
+                let _ = pending.reply.send(Err(error));
+            }
+        }
+        Err(_) => {
+            for pending in group {
+                let result = insert_batches(connection, &inner.options, &[&pending.records])
+                    .map(|mut ids| ids.pop().unwrap_or_default());
+                let _ = pending.reply.send(result);
+            }
+        }
+    }
+}
+
+/// Inserts every batch in one transaction, prunes, commits; the ids of each batch, in order.
+fn insert_batches(
+    connection: &mut Connection,
+    options: &StoreOptions,
+    batches: &[&[AnomalyRecord]],
+) -> Result<Vec<Vec<i64>>, StoreError> {
+    let transaction = connection.transaction()?;
+    let mut all_ids = Vec::with_capacity(batches.len());
+    {
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO anomalies (timestamp, timestamp_ms, service, source, log_level, message, \
+             anomaly_score, rule_violation, detector, violations, features, raw_log, metadata, context) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for records in batches {
+            let mut ids = Vec::with_capacity(records.len());
+            for record in *records {
+                insert.execute(params![
+                    timestamp_text(&record.timestamp),
+                    record.timestamp.timestamp_millis(),
+                    record.service,
+                    record.source,
+                    record.log_level,
+                    record.message,
+                    record.anomaly_score,
+                    record.rule_violation,
+                    record.detector.as_str(),
+                    to_json(&record.violations),
+                    to_json(&record.features),
+                    record.raw_log,
+                    to_json(&record.metadata),
+                    to_json(&record.context),
+                ])?;
+                ids.push(transaction.last_insert_rowid());
+            }
+            all_ids.push(ids);
+        }
+    }
+    prune(&transaction, options.max_recent_anomalies)?;
+    transaction.commit()?;
+    Ok(all_ids)
+}
+
 fn anomaly_from_row(row: &Row<'_>) -> Result<AnomalyRecord, StoreError> {
     let timestamp: String = row.get(1)?;
     let detector: String = row.get(8)?;
@@ -830,6 +926,34 @@ mod tests {
             newest[4].timestamp,
             DateTime::from_timestamp(1_700_000_107, 0).expect("time")
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_inserts_are_committed_together_and_each_gets_its_own_ids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, 10_000);
+        let tasks: Vec<_> = (0..40)
+            .map(|task| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let records = (0..5)
+                        .map(|i| anomaly("web", task * 5 + i, None, DetectorKind::Rule))
+                        .collect();
+                    store.insert_anomalies(records).await.expect("insert")
+                })
+            })
+            .collect();
+        let mut all_ids = Vec::new();
+        for task in tasks {
+            let ids = task.await.expect("task");
+            assert_eq!(ids.len(), 5);
+            assert!(ids.windows(2).all(|pair| pair[1] == pair[0] + 1), "{ids:?}");
+            all_ids.extend(ids);
+        }
+        all_ids.sort_unstable();
+        all_ids.dedup();
+        assert_eq!(all_ids.len(), 200);
+        assert_eq!(store.count_anomalies().await.expect("count"), 200);
     }
 
     #[tokio::test]
