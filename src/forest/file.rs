@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::forest::params::IsolationForestValidParams;
-use crate::forest::tree::Node;
+use crate::forest::tree::{MAX_COLUMNS, Node};
 use crate::forest::{Contamination, IsolationForest, MaxSamples, ModelFileError, check_trees};
 
 const MAGIC: &[u8; 8] = b"AIOIFRST";
@@ -145,8 +145,8 @@ impl ModelArtifact {
             payload.u64(nodes.len() as u64);
             for (node, &length) in nodes.iter().zip(lengths) {
                 payload.f64(node.threshold);
-                payload.u32(node.feature);
-                payload.u32(node.base);
+                payload.u32(node.feature());
+                payload.u32(node.base());
                 payload.f64(length);
             }
         }
@@ -278,11 +278,13 @@ fn parse_payload(payload: &[u8]) -> Result<ModelArtifact, String> {
             return Err(format!("tree {t} has {n_nodes} nodes"));
         }
         for _ in 0..n_nodes {
-            let node = Node {
-                threshold: r.f64("threshold")?,
-                feature: r.u32("feature")?,
-                base: r.u32("child index")?,
-            };
+            let threshold = r.f64("threshold")?;
+            let feature = r.u32("feature")?;
+            let base = r.u32("child index")?;
+            if feature as usize >= n_features.min(MAX_COLUMNS) {
+                return Err(format!("tree {t}: feature {feature} of {n_features}"));
+            }
+            let node = Node::new(threshold, feature, base);
             let length = r.f64("path length")?;
             nodes.push(node);
             path_lengths.push(length);
