@@ -141,9 +141,9 @@ impl ModelArtifact {
             payload.str(value);
         }
         payload.u64(forest.n_estimators() as u64);
-        for (nodes, lengths) in forest.trees() {
-            payload.u64(nodes.len() as u64);
-            for (node, &length) in nodes.iter().zip(lengths) {
+        for tree in forest.trees() {
+            payload.u64(tree.lengths.len() as u64);
+            for (node, &length) in tree.nodes().zip(tree.lengths) {
                 payload.f64(node.threshold);
                 payload.u32(node.feature());
                 payload.u32(node.base());
@@ -274,7 +274,7 @@ fn parse_payload(payload: &[u8]) -> Result<ModelArtifact, String> {
     let mut tree_starts = vec![0];
     for t in 0..n_trees {
         let n_nodes = r.len("nodes", 24)?;
-        if n_nodes == 0 || n_nodes > u32::MAX as usize {
+        if n_nodes == 0 || n_nodes > i32::MAX as usize {
             return Err(format!("tree {t} has {n_nodes} nodes"));
         }
         for _ in 0..n_nodes {
@@ -315,16 +315,16 @@ fn parse_payload(payload: &[u8]) -> Result<ModelArtifact, String> {
     Ok(ModelArtifact {
         feature_names,
         fill_values,
-        forest: IsolationForest {
+        forest: IsolationForest::from_checked_nodes(
             params,
             n_features,
-            max_samples: fitted_max_samples,
+            fitted_max_samples,
             height,
             offset,
-            nodes,
+            &nodes,
             path_lengths,
             tree_starts,
-        },
+        ),
         metadata,
     })
 }

@@ -70,9 +70,12 @@ pub struct IsolationForest {
     max_samples: usize,
     height: u32,
     offset: f64,
-    nodes: Vec<Node>,
+    /// The nodes of all trees as two parallel arrays (thresholds, and the packed feature offset
+    /// and left child), so the hot loop indexes both with an 8-byte stride and no shift.
+    thresholds: Vec<f64>,
+    links: Vec<u64>,
     path_lengths: Vec<f64>,
-    /// Tree `t` owns `nodes[tree_starts[t]..tree_starts[t + 1]]`.
+    /// Tree `t` owns nodes `tree_starts[t]..tree_starts[t + 1]`.
     tree_starts: Vec<usize>,
 }
 
@@ -85,7 +88,7 @@ impl fmt::Debug for IsolationForest {
             .field("height", &self.height)
             .field("offset", &self.offset)
             .field("trees", &self.n_estimators())
-            .field("nodes", &self.nodes.len())
+            .field("nodes", &self.links.len())
             .finish()
     }
 }
@@ -119,13 +122,38 @@ impl IsolationForest {
             check_trees(&nodes, &path_lengths, &tree_starts, n_features),
             Ok(())
         );
+        Self::from_checked_nodes(
+            params,
+            n_features,
+            max_samples,
+            height,
+            offset,
+            &nodes,
+            path_lengths,
+            tree_starts,
+        )
+    }
+
+    /// A forest from nodes that passed [`check_trees`].
+    #[allow(clippy::too_many_arguments)]
+    fn from_checked_nodes(
+        params: IsolationForestValidParams,
+        n_features: usize,
+        max_samples: usize,
+        height: u32,
+        offset: f64,
+        nodes: &[Node],
+        path_lengths: Vec<f64>,
+        tree_starts: Vec<usize>,
+    ) -> Self {
         IsolationForest {
             params,
             n_features,
             max_samples,
             height,
             offset,
-            nodes,
+            thresholds: nodes.iter().map(|node| node.threshold).collect(),
+            links: nodes.iter().map(Node::link).collect(),
             path_lengths,
             tree_starts,
         }
@@ -244,24 +272,22 @@ impl IsolationForest {
             .collect()
     }
 
-    fn trees(&self) -> impl Iterator<Item = (&[Node], &[f64])> {
+    fn trees(&self) -> impl Iterator<Item = TreeView<'_>> {
         self.tree_starts.windows(2).map(|bounds| {
-            (
-                &self.nodes[bounds[0]..bounds[1]],
-                &self.path_lengths[bounds[0]..bounds[1]],
-            )
+            let range = bounds[0]..bounds[1];
+            TreeView {
+                thresholds: &self.thresholds[range.clone()],
+                links: &self.links[range.clone()],
+                lengths: &self.path_lengths[range],
+            }
         })
     }
 
     /// The sum over trees of one row's path length; `row` has at least `n_features` values.
     fn path_sum(&self, row: &[f64]) -> f64 {
         let mut sum = 0.0;
-        for (nodes, lengths) in self.trees() {
-            let mut at = 0u32;
-            for _ in 0..self.height {
-                at = nodes[at as usize].next(row);
-            }
-            sum += lengths[at as usize];
+        for tree in self.trees() {
+            sum += tree.walk(row, self.height);
         }
         sum
     }
@@ -288,34 +314,42 @@ impl IsolationForest {
         }
         let tail = &rows[groups * group_len..];
         let (group_sums, tail_sums) = sums.split_at_mut(groups * LANES);
-        for (nodes, lengths) in self.trees() {
+        for TreeView {
+            thresholds,
+            links,
+            lengths,
+        } in self.trees()
+        {
             for (group, out) in transposed
                 .chunks_exact(group_len)
                 .zip(group_sums.chunks_exact_mut(LANES))
             {
-                let mut at = [0u32; LANES];
+                let mut at = [0usize; LANES];
                 for _ in 0..self.height {
-                    for lane in 0..LANES {
+                    for (lane, at) in at.iter_mut().enumerate() {
                         // SAFETY: the forest's tree invariant (see `check_trees`): `at` starts at
                         // the root and every step from a node of this tree lands on a node of this
                         // tree, and every split feature is below `n_features` = `width`, so
                         // `feature * LANES + lane < group_len`. This loop is the hot path.
-                        let node = unsafe { nodes.get_unchecked(at[lane] as usize) };
-                        let index = node.column() + lane;
-                        let x = unsafe { *group.get_unchecked(index) };
-                        at[lane] = node.step(x);
+                        let node = *at;
+                        let (threshold, link) = unsafe {
+                            (*thresholds.get_unchecked(node), *links.get_unchecked(node))
+                        };
+                        let x = unsafe { *group.get_unchecked(link as u32 as usize + lane) };
+                        *at = tree::step(threshold, link, x);
                     }
                 }
-                for lane in 0..LANES {
-                    out[lane] += lengths[at[lane] as usize];
+                for (out, &at) in out.iter_mut().zip(&at) {
+                    *out += lengths[at];
                 }
             }
+            let tree = TreeView {
+                thresholds,
+                links,
+                lengths,
+            };
             for (row, out) in tail.chunks_exact(width).zip(tail_sums.iter_mut()) {
-                let mut at = 0u32;
-                for _ in 0..self.height {
-                    at = nodes[at as usize].next(row);
-                }
-                *out += lengths[at as usize];
+                *out += tree.walk(row, self.height);
             }
         }
     }
@@ -330,6 +364,33 @@ impl IsolationForest {
             1.0
         };
         -(-ratio).exp2()
+    }
+}
+
+/// One tree's slices of the forest's node arrays.
+struct TreeView<'a> {
+    thresholds: &'a [f64],
+    links: &'a [u64],
+    lengths: &'a [f64],
+}
+
+impl TreeView<'_> {
+    fn node(&self, index: usize) -> Node {
+        Node::from_parts(self.thresholds[index], self.links[index])
+    }
+
+    fn nodes(&self) -> impl Iterator<Item = Node> + '_ {
+        (0..self.links.len()).map(|index| self.node(index))
+    }
+
+    /// The path length credited to `row` (at least `n_features` wide): `height` steps from the
+    /// root, then the leaf's depth + c(n).
+    fn walk(&self, row: &[f64], height: u32) -> f64 {
+        let mut at = 0;
+        for _ in 0..height {
+            at = self.node(at).next(row);
+        }
+        self.lengths[at]
     }
 }
 
@@ -349,7 +410,8 @@ fn check_trees(
     for (t, bounds) in tree_starts.windows(2).enumerate() {
         let (start, end) = (bounds[0], bounds[1]);
         let len = end.saturating_sub(start);
-        if len == 0 || len > u32::MAX as usize {
+        // At most i32::MAX nodes so that child indices are non-negative as i32 (see `tree::step`).
+        if len == 0 || len > i32::MAX as usize {
             return Err(format!("tree {t} has {len} nodes"));
         }
         for (i, (node, length)) in nodes[start..end]
@@ -505,8 +567,8 @@ mod tests {
         // A column constant everywhere is never split on.
         assert!(
             forest
-                .nodes
-                .iter()
+                .trees()
+                .flat_map(|tree| tree.nodes().collect::<Vec<_>>())
                 .all(|node| node.is_leaf() || node.feature() != 1)
         );
     }
@@ -515,7 +577,7 @@ mod tests {
     fn all_identical_rows_make_single_leaf_trees() {
         let data = Matrix::from_rows(2, [1.0, 2.0].repeat(300)).expect("finite");
         let forest = fit(&data, 0);
-        assert_eq!(forest.nodes.len(), forest.n_estimators());
+        assert_eq!(forest.links.len(), forest.n_estimators());
         // Every path is c(256) = the normaliser, so every score is −0.5.
         assert_relative_eq!(forest.score_sample(&[1.0, 2.0]), -0.5, epsilon = 1e-12);
     }
@@ -572,9 +634,9 @@ mod tests {
             .expect("valid")
             .fit(&data)
             .expect("fits");
-        for (nodes, _) in forest.trees() {
-            let mut used: Vec<u32> = nodes
-                .iter()
+        for tree in forest.trees() {
+            let mut used: Vec<u32> = tree
+                .nodes()
                 .filter(|n| !n.is_leaf())
                 .map(|n| n.feature())
                 .collect();

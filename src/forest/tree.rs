@@ -62,14 +62,18 @@ impl Node {
         Node::new(f64::NAN, 0, (index as u32).wrapping_sub(1))
     }
 
-    pub fn feature(&self) -> u32 {
-        self.link as u32 / LANES as u32
+    /// A node from the two words batch scoring keeps in separate arrays.
+    pub fn from_parts(threshold: f64, link: u64) -> Node {
+        Node { threshold, link }
     }
 
-    /// `feature * LANES`: the offset of the feature in a group of transposed rows.
-    #[inline(always)]
-    pub fn column(&self) -> usize {
-        self.link as u32 as usize
+    /// The packed feature offset and left child (see the field).
+    pub fn link(&self) -> u64 {
+        self.link
+    }
+
+    pub fn feature(&self) -> u32 {
+        self.link as u32 / LANES as u32
     }
 
     pub fn base(&self) -> u32 {
@@ -79,7 +83,7 @@ impl Node {
     /// The next node for a row: the child for a split node, itself for a leaf. A NaN value goes
     /// right, like every value at a leaf.
     #[inline(always)]
-    pub fn next(&self, row: &[f64]) -> u32 {
+    pub fn next(&self, row: &[f64]) -> usize {
         self.step(row[self.feature() as usize])
     }
 
@@ -88,13 +92,23 @@ impl Node {
     // makes leaves (NaN threshold) absorbing and sends NaN inputs right.
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
     #[inline(always)]
-    pub fn step(&self, x: f64) -> u32 {
-        self.base().wrapping_add(u32::from(!(x <= self.threshold)))
+    pub fn step(&self, x: f64) -> usize {
+        step(self.threshold, self.link, x)
     }
 
     pub fn is_leaf(&self) -> bool {
         self.threshold.is_nan()
     }
+}
+
+/// The next node from a node's threshold and link when the row's value is `x`.
+// `!(x <= t)` rather than `x > t` on purpose: see `Node::step`.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+#[inline(always)]
+pub(crate) fn step(threshold: f64, link: u64, x: f64) -> usize {
+    // The arithmetic shift sign-extends a root leaf's base (u32::MAX, i.e. -1) so that adding 1
+    // wraps to 0 in a full-width register: no zero-extension per step.
+    (((link as i64) >> 32) as usize).wrapping_add(usize::from(!(x <= threshold)))
 }
 
 /// A grown tree: its nodes and, per node, the path length credited to a row ending there
@@ -337,12 +351,12 @@ mod tests {
         let tree = grow_tree(&data, &sample, &[0], 3, &mut SplitMix64::new(3));
         // Walk every training point: it must reach a leaf within 3 steps.
         for row in data.rows() {
-            let mut at = 0u32;
+            let mut at = 0;
             for _ in 0..3 {
-                at = tree.nodes[at as usize].next(row);
+                at = tree.nodes[at].next(row);
             }
-            assert!(tree.nodes[at as usize].is_leaf());
-            assert!(tree.path_lengths[at as usize] >= 0.0);
+            assert!(tree.nodes[at].is_leaf());
+            assert!(tree.path_lengths[at] >= 0.0);
         }
     }
 }
