@@ -31,10 +31,13 @@
 //! shorter than the model's features is padded with NaN. Neither panics.
 //!
 //! # Speed
-//! All trees live in one flat node array (16-byte nodes, children adjacent). Leaves point to
-//! themselves, so every walk takes exactly `height` steps without a data-dependent branch, and
-//! eight rows walk each tree in lockstep to hide memory latency. Batch scoring splits rows across
-//! the rayon pool; each row's sum runs over the trees in order, so threads do not change results.
+//! All trees live in flat arrays (a threshold and a packed feature/child word per node, children
+//! adjacent). Leaves point to themselves, so every walk takes exactly `height` steps without a
+//! data-dependent branch, and sixteen rows walk each tree in lockstep (transposed so one pointer
+//! serves all of them) to hide memory latency: about six instructions per step. Rows are scored
+//! in blocks of about 256 KB, each tree walking a whole block; blocks are split across the rayon
+//! pool, and each row's sum runs over the trees in order, so threads do not change results.
+//! Scoring allocates per block, never per row. Figures are in `BENCHMARKS.md`.
 
 mod error;
 mod file;

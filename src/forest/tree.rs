@@ -1,6 +1,6 @@
 //! One isolation tree: growing it on a subsample, and the flat node layout that scoring walks.
 //!
-//! A tree is a slice of [`Node`]s in the forest's flat node array; node 0 is the root and the two
+//! A tree is a run of [`Node`]s in the forest's flat node arrays; node 0 is the root and the two
 //! children of a split node sit next to each other at `base` and `base + 1`. A leaf is encoded as a
 //! node whose threshold is NaN and whose `base + 1` is itself: `!(x <= NaN)` is always true, so a
 //! walk that reaches a leaf stays there. Scoring can then take exactly `height` steps for every
