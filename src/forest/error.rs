@@ -9,6 +9,9 @@ pub enum ForestError {
     /// A matrix needs at least one column.
     #[error("a matrix needs at least one column")]
     NoColumns,
+    /// More columns than a forest can address ([`crate::forest::MAX_COLUMNS`]).
+    #[error("{n_cols} columns are more than a forest can read")]
+    TooManyColumns { n_cols: usize },
     /// The row-major data does not split into whole rows.
     #[error("{len} values do not split into rows of {n_cols} columns")]
     Ragged { len: usize, n_cols: usize },

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::forest::params::IsolationForestValidParams;
-use crate::forest::tree::Node;
+use crate::forest::tree::{MAX_COLUMNS, Node};
 use crate::forest::{Contamination, IsolationForest, MaxSamples, ModelFileError, check_trees};
 
 const MAGIC: &[u8; 8] = b"AIOIFRST";
@@ -141,12 +141,12 @@ impl ModelArtifact {
             payload.str(value);
         }
         payload.u64(forest.n_estimators() as u64);
-        for (nodes, lengths) in forest.trees() {
-            payload.u64(nodes.len() as u64);
-            for (node, &length) in nodes.iter().zip(lengths) {
+        for tree in forest.trees() {
+            payload.u64(tree.lengths.len() as u64);
+            for (node, &length) in tree.nodes().zip(tree.lengths) {
                 payload.f64(node.threshold);
-                payload.u32(node.feature);
-                payload.u32(node.base);
+                payload.u32(node.feature());
+                payload.u32(node.base());
                 payload.f64(length);
             }
         }
@@ -274,15 +274,17 @@ fn parse_payload(payload: &[u8]) -> Result<ModelArtifact, String> {
     let mut tree_starts = vec![0];
     for t in 0..n_trees {
         let n_nodes = r.len("nodes", 24)?;
-        if n_nodes == 0 || n_nodes > u32::MAX as usize {
+        if n_nodes == 0 || n_nodes > i32::MAX as usize {
             return Err(format!("tree {t} has {n_nodes} nodes"));
         }
         for _ in 0..n_nodes {
-            let node = Node {
-                threshold: r.f64("threshold")?,
-                feature: r.u32("feature")?,
-                base: r.u32("child index")?,
-            };
+            let threshold = r.f64("threshold")?;
+            let feature = r.u32("feature")?;
+            let base = r.u32("child index")?;
+            if feature as usize >= n_features.min(MAX_COLUMNS) {
+                return Err(format!("tree {t}: feature {feature} of {n_features}"));
+            }
+            let node = Node::new(threshold, feature, base);
             let length = r.f64("path length")?;
             nodes.push(node);
             path_lengths.push(length);
@@ -313,16 +315,16 @@ fn parse_payload(payload: &[u8]) -> Result<ModelArtifact, String> {
     Ok(ModelArtifact {
         feature_names,
         fill_values,
-        forest: IsolationForest {
+        forest: IsolationForest::from_checked_nodes(
             params,
             n_features,
-            max_samples: fitted_max_samples,
+            fitted_max_samples,
             height,
             offset,
-            nodes,
+            &nodes,
             path_lengths,
             tree_starts,
-        },
+        ),
         metadata,
     })
 }

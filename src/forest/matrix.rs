@@ -1,6 +1,6 @@
 //! The dense, row-major sample matrix the forest fits on and scores.
 
-use crate::forest::ForestError;
+use crate::forest::{ForestError, MAX_COLUMNS};
 
 /// Rows of `n_cols` finite values, stored contiguously in row-major order.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,13 +14,17 @@ impl Matrix {
     /// fitting on them is refused.
     ///
     /// # Errors
-    /// [`ForestError::NoColumns`] when `n_cols` is 0, [`ForestError::Ragged`] when `data` does not
+    /// [`ForestError::NoColumns`] when `n_cols` is 0, [`ForestError::TooManyColumns`] beyond
+    /// [`MAX_COLUMNS`], [`ForestError::Ragged`] when `data` does not
     /// split into whole rows, [`ForestError::NonFinite`] (with the 0-based row and column) for the
     /// first NaN or ±inf. Isolation forests split on value ranges, where NaN has no place and an
     /// infinite bound makes every uniform threshold infinite, so I refuse them instead of guessing.
     pub fn from_rows(n_cols: usize, data: Vec<f64>) -> Result<Matrix, ForestError> {
         if n_cols == 0 {
             return Err(ForestError::NoColumns);
+        }
+        if n_cols > MAX_COLUMNS {
+            return Err(ForestError::TooManyColumns { n_cols });
         }
         if data.len() % n_cols != 0 {
             return Err(ForestError::Ragged {

@@ -31,10 +31,13 @@
 //! shorter than the model's features is padded with NaN. Neither panics.
 //!
 //! # Speed
-//! All trees live in one flat node array (16-byte nodes, children adjacent). Leaves point to
-//! themselves, so every walk takes exactly `height` steps without a data-dependent branch, and
-//! eight rows walk each tree in lockstep to hide memory latency. Batch scoring splits rows across
-//! the rayon pool; each row's sum runs over the trees in order, so threads do not change results.
+//! All trees live in flat arrays (a threshold and a packed feature/child word per node, children
+//! adjacent). Leaves point to themselves, so every walk takes exactly `height` steps without a
+//! data-dependent branch, and sixteen rows walk each tree in lockstep (transposed so one pointer
+//! serves all of them) to hide memory latency: about six instructions per step. Rows are scored
+//! in blocks of about 256 KB, each tree walking a whole block; blocks are split across the rayon
+//! pool, and each row's sum runs over the trees in order, so threads do not change results.
+//! Scoring allocates per block, never per row. Figures are in `BENCHMARKS.md`.
 
 mod error;
 mod file;
@@ -53,12 +56,10 @@ pub use params::{
     AUTO_MAX_SAMPLES, AUTO_OFFSET, Contamination, DEFAULT_N_ESTIMATORS, DEFAULT_SEED,
     IsolationForestParams, IsolationForestValidParams, MaxSamples,
 };
-pub use tree::average_path_length;
+pub use tree::{MAX_COLUMNS, average_path_length};
 
-use tree::{GrownTree, Node};
+use tree::{GrownTree, LANES, Node};
 
-/// Rows walked through a tree in lockstep (16 measured ~10% faster than 8 on cover).
-const LANES: usize = 16;
 /// Bytes of rows scored per block. Each tree walks a whole block before the next tree starts, so
 /// a tree (about 12 KB at max_samples 256) stays in L1 and the block's rows stay in L2; with
 /// small blocks every block re-read all trees (over 1 MB) from L3, which doubled scoring time.
@@ -72,9 +73,12 @@ pub struct IsolationForest {
     max_samples: usize,
     height: u32,
     offset: f64,
-    nodes: Vec<Node>,
+    /// The nodes of all trees as two parallel arrays (thresholds, and the packed feature offset
+    /// and left child), so the hot loop indexes both with an 8-byte stride and no shift.
+    thresholds: Vec<f64>,
+    links: Vec<u64>,
     path_lengths: Vec<f64>,
-    /// Tree `t` owns `nodes[tree_starts[t]..tree_starts[t + 1]]`.
+    /// Tree `t` owns nodes `tree_starts[t]..tree_starts[t + 1]`.
     tree_starts: Vec<usize>,
 }
 
@@ -87,7 +91,7 @@ impl fmt::Debug for IsolationForest {
             .field("height", &self.height)
             .field("offset", &self.offset)
             .field("trees", &self.n_estimators())
-            .field("nodes", &self.nodes.len())
+            .field("nodes", &self.links.len())
             .finish()
     }
 }
@@ -121,13 +125,38 @@ impl IsolationForest {
             check_trees(&nodes, &path_lengths, &tree_starts, n_features),
             Ok(())
         );
+        Self::from_checked_nodes(
+            params,
+            n_features,
+            max_samples,
+            height,
+            offset,
+            &nodes,
+            path_lengths,
+            tree_starts,
+        )
+    }
+
+    /// A forest from nodes that passed [`check_trees`].
+    #[allow(clippy::too_many_arguments)]
+    fn from_checked_nodes(
+        params: IsolationForestValidParams,
+        n_features: usize,
+        max_samples: usize,
+        height: u32,
+        offset: f64,
+        nodes: &[Node],
+        path_lengths: Vec<f64>,
+        tree_starts: Vec<usize>,
+    ) -> Self {
         IsolationForest {
             params,
             n_features,
             max_samples,
             height,
             offset,
-            nodes,
+            thresholds: nodes.iter().map(|node| node.threshold).collect(),
+            links: nodes.iter().map(Node::link).collect(),
             path_lengths,
             tree_starts,
         }
@@ -246,24 +275,22 @@ impl IsolationForest {
             .collect()
     }
 
-    fn trees(&self) -> impl Iterator<Item = (&[Node], &[f64])> {
+    fn trees(&self) -> impl Iterator<Item = TreeView<'_>> {
         self.tree_starts.windows(2).map(|bounds| {
-            (
-                &self.nodes[bounds[0]..bounds[1]],
-                &self.path_lengths[bounds[0]..bounds[1]],
-            )
+            let range = bounds[0]..bounds[1];
+            TreeView {
+                thresholds: &self.thresholds[range.clone()],
+                links: &self.links[range.clone()],
+                lengths: &self.path_lengths[range],
+            }
         })
     }
 
     /// The sum over trees of one row's path length; `row` has at least `n_features` values.
     fn path_sum(&self, row: &[f64]) -> f64 {
         let mut sum = 0.0;
-        for (nodes, lengths) in self.trees() {
-            let mut at = 0u32;
-            for _ in 0..self.height {
-                at = nodes[at as usize].next(row);
-            }
-            sum += lengths[at as usize];
+        for tree in self.trees() {
+            sum += tree.walk(row, self.height);
         }
         sum
     }
@@ -272,38 +299,60 @@ impl IsolationForest {
     /// `n_features` values.
     fn add_path_lengths(&self, rows: &[f64], sums: &mut [f64]) {
         let width = self.n_features;
-        for (nodes, lengths) in self.trees() {
-            let mut groups = rows.chunks_exact(LANES * width);
-            let mut outs = sums.chunks_exact_mut(LANES);
-            for (group, out) in (&mut groups).zip(&mut outs) {
-                let lanes: [&[f64]; LANES] =
-                    std::array::from_fn(|lane| &group[lane * width..(lane + 1) * width]);
-                let mut at = [0u32; LANES];
-                for _ in 0..self.height {
-                    for lane in 0..LANES {
-                        // SAFETY: the forest's tree invariant (see `check_trees`): `at` starts at
-                        // the root and every `next` of a node of this tree is a node of this tree;
-                        // every split feature is below `n_features`, the width of `lanes[lane]`.
-                        // This loop is the hot path; bounds checks here cost about a third.
-                        let node = unsafe { nodes.get_unchecked(at[lane] as usize) };
-                        let x = unsafe { *lanes[lane].get_unchecked(node.feature as usize) };
-                        at[lane] = node.step(x);
-                    }
-                }
-                for lane in 0..LANES {
-                    out[lane] += lengths[at[lane] as usize];
+        let group_len = LANES * width;
+        // Each group of LANES rows transposed to feature-major order, so lane `l`'s value of
+        // feature `f` sits at `f * LANES + l`: one base pointer serves every lane, where LANES
+        // separate row pointers did not fit in registers and cost an extra load per step.
+        let groups = rows.len() / group_len;
+        let mut transposed = vec![0.0; groups * group_len];
+        for (group, out) in rows
+            .chunks_exact(group_len)
+            .zip(transposed.chunks_exact_mut(group_len))
+        {
+            for (lane, row) in group.chunks_exact(width).enumerate() {
+                for (feature, &x) in row.iter().enumerate() {
+                    out[feature * LANES + lane] = x;
                 }
             }
-            for (row, out) in groups
-                .remainder()
-                .chunks_exact(width)
-                .zip(outs.into_remainder())
+        }
+        let tail = &rows[groups * group_len..];
+        let (group_sums, tail_sums) = sums.split_at_mut(groups * LANES);
+        for TreeView {
+            thresholds,
+            links,
+            lengths,
+        } in self.trees()
+        {
+            for (group, out) in transposed
+                .chunks_exact(group_len)
+                .zip(group_sums.chunks_exact_mut(LANES))
             {
-                let mut at = 0u32;
+                let mut at = [0usize; LANES];
                 for _ in 0..self.height {
-                    at = nodes[at as usize].next(row);
+                    for (lane, at) in at.iter_mut().enumerate() {
+                        // SAFETY: the forest's tree invariant (see `check_trees`): `at` starts at
+                        // the root and every step from a node of this tree lands on a node of this
+                        // tree, and every split feature is below `n_features` = `width`, so
+                        // `feature * LANES + lane < group_len`. This loop is the hot path.
+                        let node = *at;
+                        let (threshold, link) = unsafe {
+                            (*thresholds.get_unchecked(node), *links.get_unchecked(node))
+                        };
+                        let x = unsafe { *group.get_unchecked(link as u32 as usize + lane) };
+                        *at = tree::step(threshold, link, x);
+                    }
                 }
-                *out += lengths[at as usize];
+                for (out, &at) in out.iter_mut().zip(&at) {
+                    *out += lengths[at];
+                }
+            }
+            let tree = TreeView {
+                thresholds,
+                links,
+                lengths,
+            };
+            for (row, out) in tail.chunks_exact(width).zip(tail_sums.iter_mut()) {
+                *out += tree.walk(row, self.height);
             }
         }
     }
@@ -318,6 +367,33 @@ impl IsolationForest {
             1.0
         };
         -(-ratio).exp2()
+    }
+}
+
+/// One tree's slices of the forest's node arrays.
+struct TreeView<'a> {
+    thresholds: &'a [f64],
+    links: &'a [u64],
+    lengths: &'a [f64],
+}
+
+impl TreeView<'_> {
+    fn node(&self, index: usize) -> Node {
+        Node::from_parts(self.thresholds[index], self.links[index])
+    }
+
+    fn nodes(&self) -> impl Iterator<Item = Node> + '_ {
+        (0..self.links.len()).map(|index| self.node(index))
+    }
+
+    /// The path length credited to `row` (at least `n_features` wide): `height` steps from the
+    /// root, then the leaf's depth + c(n).
+    fn walk(&self, row: &[f64], height: u32) -> f64 {
+        let mut at = 0;
+        for _ in 0..height {
+            at = self.node(at).next(row);
+        }
+        self.lengths[at]
     }
 }
 
@@ -337,7 +413,8 @@ fn check_trees(
     for (t, bounds) in tree_starts.windows(2).enumerate() {
         let (start, end) = (bounds[0], bounds[1]);
         let len = end.saturating_sub(start);
-        if len == 0 || len > u32::MAX as usize {
+        // At most i32::MAX nodes so that child indices are non-negative as i32 (see `tree::step`).
+        if len == 0 || len > i32::MAX as usize {
             return Err(format!("tree {t} has {len} nodes"));
         }
         for (i, (node, length)) in nodes[start..end]
@@ -346,10 +423,10 @@ fn check_trees(
             .enumerate()
         {
             let valid = if node.is_leaf() {
-                node.base.wrapping_add(1) as usize == i && length.is_finite() && *length >= 0.0
+                node.base().wrapping_add(1) as usize == i && length.is_finite() && *length >= 0.0
             } else {
-                (node.base as usize) < len - 1
-                    && (node.feature as usize) < n_features
+                (node.base() as usize) < len - 1
+                    && (node.feature() as usize) < n_features
                     && node.threshold.is_finite()
             };
             if !valid {
@@ -493,9 +570,9 @@ mod tests {
         // A column constant everywhere is never split on.
         assert!(
             forest
-                .nodes
-                .iter()
-                .all(|node| node.is_leaf() || node.feature != 1)
+                .trees()
+                .flat_map(|tree| tree.nodes().collect::<Vec<_>>())
+                .all(|node| node.is_leaf() || node.feature() != 1)
         );
     }
 
@@ -503,7 +580,7 @@ mod tests {
     fn all_identical_rows_make_single_leaf_trees() {
         let data = Matrix::from_rows(2, [1.0, 2.0].repeat(300)).expect("finite");
         let forest = fit(&data, 0);
-        assert_eq!(forest.nodes.len(), forest.n_estimators());
+        assert_eq!(forest.links.len(), forest.n_estimators());
         // Every path is c(256) = the normaliser, so every score is −0.5.
         assert_relative_eq!(forest.score_sample(&[1.0, 2.0]), -0.5, epsilon = 1e-12);
     }
@@ -560,11 +637,11 @@ mod tests {
             .expect("valid")
             .fit(&data)
             .expect("fits");
-        for (nodes, _) in forest.trees() {
-            let mut used: Vec<u32> = nodes
-                .iter()
+        for tree in forest.trees() {
+            let mut used: Vec<u32> = tree
+                .nodes()
                 .filter(|n| !n.is_leaf())
-                .map(|n| n.feature)
+                .map(|n| n.feature())
                 .collect();
             used.sort_unstable();
             used.dedup();

@@ -1,6 +1,6 @@
 //! One isolation tree: growing it on a subsample, and the flat node layout that scoring walks.
 //!
-//! A tree is a slice of [`Node`]s in the forest's flat node array; node 0 is the root and the two
+//! A tree is a run of [`Node`]s in the forest's flat node arrays; node 0 is the root and the two
 //! children of a split node sit next to each other at `base` and `base + 1`. A leaf is encoded as a
 //! node whose threshold is NaN and whose `base + 1` is itself: `!(x <= NaN)` is always true, so a
 //! walk that reaches a leaf stays there. Scoring can then take exactly `height` steps for every
@@ -29,45 +29,86 @@ pub fn average_path_length(n: usize) -> f64 {
     }
 }
 
-/// One node of the flat tree layout (16 bytes).
+/// One node of the flat tree layout (16 bytes): the threshold, then the feature and the left
+/// child's index packed in one word so the hot loop reads a node with two loads, not three.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
 pub(crate) struct Node {
     /// Rows with `x[feature] <= threshold` go to `base`, the others to `base + 1`. NaN for a leaf.
     pub threshold: f64,
-    pub feature: u32,
-    /// Index of the left child within the tree; for a leaf, its own index minus one (wrapping).
-    pub base: u32,
+    /// `feature * LANES | base << 32`; `base` is the left child's index within the tree, or for
+    /// a leaf its own index minus one (wrapping). The feature is stored pre-multiplied because
+    /// batch scoring reads lane `l`'s value of feature `f` at `f * LANES + l`.
+    link: u64,
 }
 
+/// Rows walked through a tree in lockstep by batch scoring (16 measured ~10% faster than 8).
+pub(crate) const LANES: usize = 16;
+
+/// The most columns a forest can read, so that `feature * LANES` fits the node's 32 bits.
+pub const MAX_COLUMNS: usize = (u32::MAX as usize + 1) / LANES;
+
 impl Node {
-    fn leaf(index: usize) -> Node {
+    /// A node; `feature` must be below [`MAX_COLUMNS`].
+    pub fn new(threshold: f64, feature: u32, base: u32) -> Node {
+        debug_assert!((feature as usize) < MAX_COLUMNS);
         Node {
-            threshold: f64::NAN,
-            feature: 0,
-            base: (index as u32).wrapping_sub(1),
+            threshold,
+            link: u64::from(feature.wrapping_mul(LANES as u32)) | (u64::from(base) << 32),
         }
+    }
+
+    fn leaf(index: usize) -> Node {
+        Node::new(f64::NAN, 0, (index as u32).wrapping_sub(1))
+    }
+
+    /// A node from the two words batch scoring keeps in separate arrays.
+    pub fn from_parts(threshold: f64, link: u64) -> Node {
+        Node { threshold, link }
+    }
+
+    /// The packed feature offset and left child (see the field).
+    pub fn link(&self) -> u64 {
+        self.link
+    }
+
+    pub fn feature(&self) -> u32 {
+        self.link as u32 / LANES as u32
+    }
+
+    pub fn base(&self) -> u32 {
+        (self.link >> 32) as u32
     }
 
     /// The next node for a row: the child for a split node, itself for a leaf. A NaN value goes
     /// right, like every value at a leaf.
+    #[inline(always)]
+    pub fn next(&self, row: &[f64]) -> usize {
+        self.step(row[self.feature() as usize])
+    }
+
+    /// The next node when the row's value of the node's feature is `x`.
     // `!(x <= t)` rather than `x > t` on purpose: it is true for NaN on either side, which is what
     // makes leaves (NaN threshold) absorbing and sends NaN inputs right.
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
     #[inline(always)]
-    pub fn next(&self, row: &[f64]) -> u32 {
-        self.step(row[self.feature as usize])
-    }
-
-    /// The next node when the row's value of `self.feature` is `x`.
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    #[inline(always)]
-    pub fn step(&self, x: f64) -> u32 {
-        self.base.wrapping_add(u32::from(!(x <= self.threshold)))
+    pub fn step(&self, x: f64) -> usize {
+        step(self.threshold, self.link, x)
     }
 
     pub fn is_leaf(&self) -> bool {
         self.threshold.is_nan()
     }
+}
+
+/// The next node from a node's threshold and link when the row's value is `x`.
+// `!(x <= t)` rather than `x > t` on purpose: see `Node::step`.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+#[inline(always)]
+pub(crate) fn step(threshold: f64, link: u64, x: f64) -> usize {
+    // The arithmetic shift sign-extends a root leaf's base (u32::MAX, i.e. -1) so that adding 1
+    // wraps to 0 in a full-width register: no zero-extension per step.
+    (((link as i64) >> 32) as usize).wrapping_add(usize::from(!(x <= threshold)))
 }
 
 /// A grown tree: its nodes and, per node, the path length credited to a row ending there
@@ -192,11 +233,7 @@ pub(crate) fn grow_tree(
             }
         }
         let base = nodes.len();
-        nodes[index] = Node {
-            threshold,
-            feature: features[j] as u32,
-            base: base as u32,
-        };
+        nodes[index] = Node::new(threshold, features[j] as u32, base as u32);
         nodes.push(Node::leaf(base));
         nodes.push(Node::leaf(base + 1));
         path_lengths.extend([0.0, 0.0]);
@@ -314,12 +351,12 @@ mod tests {
         let tree = grow_tree(&data, &sample, &[0], 3, &mut SplitMix64::new(3));
         // Walk every training point: it must reach a leaf within 3 steps.
         for row in data.rows() {
-            let mut at = 0u32;
+            let mut at = 0;
             for _ in 0..3 {
-                at = tree.nodes[at as usize].next(row);
+                at = tree.nodes[at].next(row);
             }
-            assert!(tree.nodes[at as usize].is_leaf());
-            assert!(tree.path_lengths[at as usize] >= 0.0);
+            assert!(tree.nodes[at].is_leaf());
+            assert!(tree.path_lengths[at] >= 0.0);
         }
     }
 }
