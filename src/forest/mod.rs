@@ -626,6 +626,44 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any finite matrix (ties, constant columns, a single row, huge ranges) fits, and every
+        /// score is finite, in [-1, 0), and the same for the batch and the single-row path.
+        #[test]
+        fn any_finite_matrix_fits_and_scores_in_range(
+            n_cols in 1usize..5,
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Just(0.0),
+                    proptest::prelude::Just(1.0),
+                    proptest::prelude::Just(f64::MAX),
+                    proptest::prelude::Just(f64::MIN),
+                    -1e300f64..1e300,
+                ],
+                1..300,
+            ),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let n_rows = values.len() / n_cols;
+            proptest::prop_assume!(n_rows > 0);
+            let data = Matrix::from_rows(n_cols, values[..n_rows * n_cols].to_vec())
+                .expect("finite");
+            let forest = IsolationForest::params()
+                .n_estimators(10)
+                .seed(seed)
+                .check()
+                .expect("valid")
+                .fit(&data)
+                .expect("fits");
+            let scores = forest.score_samples(&data);
+            for (row, score) in data.rows().zip(&scores) {
+                proptest::prop_assert!(score.is_finite() && *score >= -1.0 && *score < 0.0);
+                proptest::prop_assert_eq!(score.to_bits(), forest.score_sample(row).to_bits());
+            }
+        }
+    }
+
     #[test]
     fn max_features_restricts_each_tree_to_a_subset() {
         let mut rng = tree::SplitMix64::new(4);

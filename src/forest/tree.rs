@@ -270,8 +270,16 @@ fn pick_split(
         if max <= min + FEATURE_THRESHOLD {
             continue;
         }
-        let mut threshold = min + (max - min) * rng.next_f64();
-        if threshold >= max {
+        let u = rng.next_f64();
+        let range = max - min;
+        // scikit-learn's min + (max - min) * u, unless the range overflows (values near ±f64::MAX),
+        // where the weighted form stays finite.
+        let mut threshold = if range.is_finite() {
+            min + range * u
+        } else {
+            min * (1.0 - u) + max * u
+        };
+        if threshold.partial_cmp(&max) != Some(std::cmp::Ordering::Less) {
             threshold = min;
         }
         return Some((j, threshold));
