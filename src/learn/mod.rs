@@ -161,13 +161,19 @@ impl Learner {
         self.untracked_logs.load(Ordering::Relaxed)
     }
 
-    /// Feeds the normal logs of a batch to their services' reservoirs and starts a first fit for every
-    /// service that now has enough samples and no model.
+    /// Feeds the logs of a batch that broke no rule to their services' reservoirs and starts an
+    /// automatic fit for every service that is due one (see [`Self::wants_automatic_fit`]).
+    ///
+    /// Logs the model itself flagged stay in the sample: they are the contamination tail of the
+    /// baseline, and the next fit's offset cuts that tail again. Leaving them out trims the
+    /// baseline at every refit, so each model is narrower than the last: with the simulator's
+    /// normal traffic the false-positive rate went from 7 % to 12 % after a few refits.
     pub fn observe(self: &Arc<Self>, judged: &[JudgedLog]) {
         let mut ready = Vec::new();
         {
             let mut reservoirs = lock(&self.reservoirs);
-            for log in judged.iter().filter(|log| !log.verdict.is_anomaly()) {
+            let broke_no_rule = |log: &&JudgedLog| log.verdict.violations.is_empty();
+            for log in judged.iter().filter(broke_no_rule) {
                 if log.parsed.features.is_empty() {
                     continue;
                 }
@@ -193,9 +199,7 @@ impl Learner {
                     continue;
                 };
                 reservoir.offer_with(|| features_of(log));
-                if reservoir.len() >= self.config.min_train_samples
-                    && self.detector.models.get(service).is_none()
-                {
+                if self.wants_automatic_fit(service, reservoir.len()) {
                     ready.push(service.to_owned());
                 }
             }
@@ -242,6 +246,25 @@ impl Learner {
         loop {
             ticker.tick().await;
             self.refit_all().await;
+        }
+    }
+
+    /// Whether a service's reservoir, now holding `held` logs, should be fitted automatically:
+    /// its first model once it holds `MIN_TRAIN_SAMPLES`, then again each time the reservoir has
+    /// doubled since the automatic model was fitted, until it is full. A first model fitted on 50
+    /// logs is a rough baseline (the simulator's normal traffic saw 7 % false positives with it);
+    /// a few cheap early refits make it a good one within minutes instead of at the first
+    /// periodic retrain. Models from train jobs and files are never replaced this way.
+    fn wants_automatic_fit(&self, service: &str, held: usize) -> bool {
+        match self.detector.models.get(service) {
+            None => held >= self.config.min_train_samples,
+            Some(model) => {
+                let fitted_on = usize::try_from(model.training_samples).unwrap_or(usize::MAX);
+                let capacity = self.config.reservoir_size;
+                model.source == ModelSource::Auto
+                    && fitted_on < capacity
+                    && held >= fitted_on.max(1).saturating_mul(2).min(capacity)
+            }
         }
     }
 

@@ -230,3 +230,34 @@ async fn retrains_under_concurrent_ingestion_never_fail_a_request_or_mix_models(
     }
     assert!(total > 0);
 }
+
+#[tokio::test]
+async fn an_automatic_model_is_refitted_as_its_reservoir_doubles_until_it_is_full() {
+    let app = spawn_app_with(&[("MIN_TRAIN_SAMPLES", "20"), ("RESERVOIR_SIZE", "64")]).await;
+    app.ingest(&baseline(20)).await;
+    let first = app.wait_for_model("checkout").await;
+    assert_eq!(first["training_samples"], 20, "{first}");
+
+    // More normal traffic: refits at 40 and at 64 (the reservoir's capacity), then no more.
+    let mut fitted_on = 20;
+    for _ in 0..60 {
+        if fitted_on == 64 {
+            break;
+        }
+        app.ingest(&baseline(10)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let model = app.wait_for_model("checkout").await;
+        fitted_on = model["training_samples"].as_u64().expect("samples");
+    }
+    assert_eq!(fitted_on, 64);
+    let full = app.wait_for_model("checkout").await;
+    assert_eq!(full["source"], "auto");
+
+    app.ingest(&baseline(100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let later = app.wait_for_model("checkout").await;
+    assert_eq!(
+        later["trained_at"], full["trained_at"],
+        "refitted past capacity"
+    );
+}
