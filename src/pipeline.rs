@@ -99,16 +99,7 @@ impl Pipeline {
             .filter(|log| log.verdict.is_anomaly())
             .map(|log| anomaly_record(log, received_at, tags.as_ref()))
             .collect();
-        let anomalies = if anomalies.is_empty() {
-            anomalies
-        } else {
-            let ids = self.store.insert_anomalies(anomalies.clone()).await?;
-            anomalies
-                .into_iter()
-                .zip(ids)
-                .map(|(record, id)| AnomalyRecord { id, ..record })
-                .collect()
-        };
+        let anomalies = self.store.store_anomalies(anomalies).await?;
         self.counters
             .anomalies
             .fetch_add(anomalies.len() as u64, Ordering::Relaxed);

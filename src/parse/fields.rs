@@ -148,7 +148,10 @@ pub struct LogBuilder {
 
 impl LogBuilder {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            features: Features::with_typical_capacity(),
+            ..Self::default()
+        }
     }
 
     pub fn has_level(&self) -> bool {

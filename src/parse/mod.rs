@@ -99,6 +99,15 @@ impl Features {
         Self::default()
     }
 
+    /// No features yet, with room for a typical log's: growing from empty took several
+    /// reallocations per log, a visible share of a 100-log batch's time under perf.
+    pub fn with_typical_capacity() -> Self {
+        Self {
+            names: String::with_capacity(64),
+            entries: Vec::with_capacity(8),
+        }
+    }
+
     /// The value of the feature `name`.
     pub fn get(&self, name: &str) -> Option<f64> {
         self.entries

@@ -240,8 +240,18 @@ impl Store {
         &self,
         records: Vec<AnomalyRecord>,
     ) -> Result<Vec<i64>, StoreError> {
+        let stored = self.store_anomalies(records).await?;
+        Ok(stored.into_iter().map(|record| record.id).collect())
+    }
+
+    /// As [`Store::insert_anomalies`], but hands the records back with their new ids, so a caller
+    /// that keeps them need not clone them first.
+    pub async fn store_anomalies(
+        &self,
+        records: Vec<AnomalyRecord>,
+    ) -> Result<Vec<AnomalyRecord>, StoreError> {
         if records.is_empty() {
-            return Ok(Vec::new());
+            return Ok(records);
         }
         let (reply, committed) = oneshot::channel();
         let start_flusher = {
@@ -610,7 +620,18 @@ fn prune(connection: &Connection, keep: usize) -> Result<(), StoreError> {
 /// One request's anomalies waiting for the next group commit.
 struct PendingInsert {
     records: Vec<AnomalyRecord>,
-    reply: oneshot::Sender<Result<Vec<i64>, StoreError>>,
+    reply: oneshot::Sender<Result<Vec<AnomalyRecord>, StoreError>>,
+}
+
+impl PendingInsert {
+    /// Answers with the records, each given its new id.
+    fn committed(self, ids: Vec<i64>) {
+        let mut records = self.records;
+        for (record, id) in records.iter_mut().zip(ids) {
+            record.id = id;
+        }
+        let _ = self.reply.send(Ok(records));
+    }
 }
 
 #[derive(Default)]
@@ -654,7 +675,7 @@ fn commit_group(inner: &Inner, group: Vec<PendingInsert>) {
     match insert_batches(connection, &inner.options, &batches) {
         Ok(ids) => {
             for (pending, ids) in group.into_iter().zip(ids) {
-                let _ = pending.reply.send(Ok(ids));
+                pending.committed(ids);
             }
         }
         Err(error) if group.len() == 1 => {
@@ -664,9 +685,12 @@ fn commit_group(inner: &Inner, group: Vec<PendingInsert>) {
         }
         Err(_) => {
             for pending in group {
-                let result = insert_batches(connection, &inner.options, &[&pending.records])
-                    .map(|mut ids| ids.pop().unwrap_or_default());
-                let _ = pending.reply.send(result);
+                match insert_batches(connection, &inner.options, &[&pending.records]) {
+                    Ok(mut ids) => pending.committed(ids.pop().unwrap_or_default()),
+                    Err(error) => {
+                        let _ = pending.reply.send(Err(error));
+                    }
+                }
             }
         }
     }
