@@ -29,7 +29,7 @@ fn raw(
         service: "svc".to_owned(),
         source: "bench".to_owned(),
         format_type,
-        custom_config,
+        custom_config: custom_config.map(std::sync::Arc::new),
     }
 }
 

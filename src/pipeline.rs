@@ -110,30 +110,43 @@ impl Pipeline {
         })
     }
 
-    /// Parses and judges every log with one snapshot of the models.
+    /// Parses and judges every log with one snapshot of the models; each model scores its logs
+    /// of the batch together ([`Detector::evaluate_all`]).
     pub fn judge(&self, logs: Vec<RawLog>) -> (Vec<LogResult>, Vec<JudgedLog>) {
         let models = self.detector.models.snapshot();
-        let mut row = Vec::new();
-        let mut results = Vec::with_capacity(logs.len());
-        let mut judged = Vec::new();
-        for raw in logs {
-            let parsed = if raw.raw_log.len() > self.limits.max_raw_log_bytes {
-                Err(format!(
-                    "raw_log is {} bytes; the limit is {} (MAX_RAW_LOG_BYTES)",
-                    raw.raw_log.len(),
-                    self.limits.max_raw_log_bytes
-                ))
-            } else {
-                self.parser.parse(&raw).map_err(|error| error.to_string())
-            };
+        let parsed: Vec<(RawLog, Result<ParsedLog, String>)> = logs
+            .into_iter()
+            .map(|raw| {
+                let parsed = if raw.raw_log.len() > self.limits.max_raw_log_bytes {
+                    Err(format!(
+                        "raw_log is {} bytes; the limit is {} (MAX_RAW_LOG_BYTES)",
+                        raw.raw_log.len(),
+                        self.limits.max_raw_log_bytes
+                    ))
+                } else {
+                    self.parser.parse(&raw).map_err(|error| error.to_string())
+                };
+                (raw, parsed)
+            })
+            .collect();
+        let lookups: Vec<_> = parsed
+            .iter()
+            .filter_map(|(raw, parsed)| {
+                let parsed = parsed.as_ref().ok()?;
+                Some((raw.service.as_str(), |name: &str| parsed.features.get(name)))
+            })
+            .collect();
+        let verdicts = self.detector.evaluate_all(&models, &lookups);
+        drop(lookups);
+        let mut verdicts = verdicts.into_iter();
+        let mut results = Vec::with_capacity(parsed.len());
+        let mut judged = Vec::with_capacity(parsed.len());
+        for (raw, parsed) in parsed {
             match parsed {
                 Ok(parsed) => {
-                    let verdict = self.detector.evaluate(
-                        &models,
-                        &raw.service,
-                        |name| parsed.features.get(name),
-                        &mut row,
-                    );
+                    let Some(verdict) = verdicts.next() else {
+                        unreachable!("evaluate_all gives one verdict per log it is given");
+                    };
                     results.push(LogResult {
                         score: verdict.score,
                         is_anomaly: u8::from(verdict.is_anomaly()),

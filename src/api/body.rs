@@ -2,6 +2,7 @@
 //! field by field so a bad body gets the same 422 list FastAPI would give, every problem at once.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, Request};
@@ -272,7 +273,7 @@ impl Checker {
             None | Some(Value::Null) => Some(None),
             Some(config) => self
                 .dict(config, &child(loc, "custom_config"))
-                .map(|_| Some(config.clone())),
+                .map(|_| Some(Arc::new(config.clone()))),
         };
         Some(RawLog {
             raw_log: raw_log?,

@@ -1,5 +1,6 @@
 //! POST /api/v1/feedback and GET /api/v1/metrics.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
@@ -109,7 +110,7 @@ async fn submit_feedback(
             source: item.log.source,
             format_type: item.log.format_type.as_str().to_owned(),
             raw_log: item.log.raw_log,
-            custom_config: item.log.custom_config,
+            custom_config: item.log.custom_config.map(Arc::unwrap_or_clone),
             is_anomaly: item.is_anomaly == 1,
             received_at,
         })

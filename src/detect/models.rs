@@ -67,6 +67,31 @@ impl ServiceModel {
         self.artifact.forest.decision_function_one(row)
     }
 
+    /// Appends a log's row (as [`ServiceModel::decision_score`] builds it) to `rows`.
+    pub fn push_row(&self, feature: impl Fn(&str) -> Option<f64>, rows: &mut Vec<f64>) {
+        rows.extend(
+            self.artifact
+                .feature_names
+                .iter()
+                .zip(&self.artifact.fill_values)
+                .map(|(name, fill)| feature(name).unwrap_or(*fill)),
+        );
+    }
+
+    /// The decision scores of the `count` rows appended by [`ServiceModel::push_row`], in order:
+    /// the same values as [`ServiceModel::decision_score`] on each, computed with the forest's
+    /// batch scorer (16 rows per tree walk), several times cheaper per row than one at a time.
+    pub fn decision_scores(&self, rows: &[f64], count: usize) -> Vec<f64> {
+        let forest = &self.artifact.forest;
+        let width = self.artifact.feature_names.len();
+        if width > 0 && width == forest.n_features() && rows.len() == width * count {
+            return forest.decision_function_rows(rows);
+        }
+        (0..count)
+            .map(|index| forest.decision_function_one(&rows[index * width..(index + 1) * width]))
+            .collect()
+    }
+
     /// The offset under which a score counts as an outlier, as trained or calibrated.
     pub fn threshold(&self) -> f64 {
         self.artifact.forest.offset()

@@ -258,6 +258,20 @@ impl IsolationForest {
             .collect()
     }
 
+    /// `decision_function` of each row of `rows` (row-major, exactly `n_features` values per row;
+    /// a shorter tail is ignored), on the calling thread: the batch scorer of
+    /// [`IsolationForest::score_samples`] without rayon, for callers that score a request's rows
+    /// and must not block on, or wait for, a thread pool. Same values as
+    /// [`IsolationForest::decision_function_one`] on each row, bit for bit.
+    pub fn decision_function_rows(&self, rows: &[f64]) -> Vec<f64> {
+        let width = self.n_features.max(1);
+        let mut sums = vec![0.0; rows.len() / width];
+        self.add_path_lengths(&rows[..sums.len() * width], &mut sums);
+        sums.into_iter()
+            .map(|sum| self.score_from_sum(sum) - self.offset)
+            .collect()
+    }
+
     /// `decision_function` of every row: `score_samples - offset`.
     pub fn decision_function(&self, data: &Matrix) -> Vec<f64> {
         let mut scores = self.score_samples(data);
@@ -507,6 +521,25 @@ mod tests {
         let one = run(1);
         assert_eq!(one, run(3));
         assert_eq!(one, run(8));
+    }
+
+    #[test]
+    fn sequential_rows_and_single_row_decisions_agree_bit_for_bit() {
+        let data = blob_with_outlier(300);
+        let forest = fit(&data, 3);
+        // 1, 15, 16, 17 and 37 rows: tails only, one full lane group, groups plus tails; NaN too.
+        for n in [1, 15, 16, 17, 37] {
+            let mut rows = data.as_slice()[..2 * n].to_vec();
+            rows[1] = f64::NAN;
+            let decisions = forest.decision_function_rows(&rows);
+            assert_eq!(decisions.len(), n);
+            for (i, row) in rows.chunks_exact(2).enumerate() {
+                assert_eq!(
+                    decisions[i].to_bits(),
+                    forest.decision_function_one(row).to_bits()
+                );
+            }
+        }
     }
 
     #[test]

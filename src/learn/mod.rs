@@ -755,7 +755,7 @@ fn raw_log_of(record: &FeedbackRecord) -> Option<RawLog> {
         service: record.service.clone(),
         source: record.source.clone(),
         format_type,
-        custom_config: record.custom_config.clone(),
+        custom_config: record.custom_config.clone().map(Arc::new),
     })
 }
 

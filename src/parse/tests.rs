@@ -18,7 +18,7 @@ fn raw(format_type: FormatType, raw_log: &str, custom_config: Option<Value>) -> 
         service: "svc".to_owned(),
         source: "test".to_owned(),
         format_type,
-        custom_config,
+        custom_config: custom_config.map(Arc::new),
     }
 }
 
@@ -63,7 +63,10 @@ fn raw_log_reads_with_and_without_custom_config() {
         serde_json::from_value(json!({"raw_log": "a", "service": "s", "source": "x",
         "format_type": "regex", "custom_config": {"pattern": "(a)"}}))
         .expect("deserializes");
-    assert_eq!(with.custom_config, Some(json!({"pattern": "(a)"})));
+    assert_eq!(
+        with.custom_config,
+        Some(Arc::new(json!({"pattern": "(a)"})))
+    );
     let back: RawLog =
         serde_json::from_value(serde_json::to_value(&with).expect("serializes")).expect("reads");
     assert_eq!(back, with);
@@ -392,4 +395,19 @@ proptest! {
             prop_assert!((value - expected).abs() <= (expected.abs() * 2.0 * f64::EPSILON).max(f64::MIN_POSITIVE), "{}: {} vs {}", name, value, expected);
         }
     }
+}
+
+#[test]
+fn logs_spelling_the_same_custom_config_share_one_value() {
+    let body = r#"[
+        {"raw_log": "a", "service": "s", "source": "x", "format_type": "regex", "custom_config": {"pattern": "(a)"}},
+        {"raw_log": "b", "service": "s", "source": "x", "format_type": "regex", "custom_config": {"pattern": "(a)"}},
+        {"raw_log": "c", "service": "s", "source": "x", "format_type": "regex", "custom_config": {"pattern": "(b)"}},
+        {"raw_log": "d", "service": "s", "source": "x", "format_type": "regex", "custom_config": null}
+    ]"#;
+    let logs: Vec<RawLog> = serde_json::from_str(body).expect("deserializes");
+    let config = |i: usize| logs[i].custom_config.clone().expect("config");
+    assert!(Arc::ptr_eq(&config(0), &config(1)));
+    assert_eq!(*config(2), json!({"pattern": "(b)"}));
+    assert_eq!(logs[3].custom_config, None);
 }

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use rand::rngs::StdRng;
@@ -685,7 +686,7 @@ fn render(service: ServiceKind, metrics: &Metrics, at: DateTime<Utc>) -> RawLog 
         service: service.name().to_owned(),
         source: service.source().to_owned(),
         format_type: service.format_type(),
-        custom_config,
+        custom_config: custom_config.map(Arc::new),
     }
 }
 
