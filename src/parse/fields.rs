@@ -201,12 +201,19 @@ impl LogBuilder {
     /// An untyped value (key=value, a regex group): `true`/`false` in any case are booleans, anything
     /// else is text.
     pub fn untyped(&mut self, name: &str, value: &str) {
-        if value.eq_ignore_ascii_case("true") {
-            self.boolean(name, false, true);
+        let boolean = if value.eq_ignore_ascii_case("true") {
+            Some(true)
         } else if value.eq_ignore_ascii_case("false") {
-            self.boolean(name, false, false);
+            Some(false)
         } else {
-            self.text(name, false, value);
+            None
+        };
+        match boolean {
+            // Only a plain field reads a boolean; `msg=TRUE` keeps its text as written.
+            Some(flag) if matches!(role(name, false), Role::NestedTime | Role::Other) => {
+                self.features.push(name, if flag { 1.0 } else { 0.0 });
+            }
+            _ => self.text(name, false, value),
         }
     }
 
@@ -413,6 +420,18 @@ mod tests {
         assert_eq!(log.features.get("cache_hit"), Some(1.0));
         assert_eq!(log.features.get("retried"), Some(0.0));
         assert_eq!(log.attributes["host"], "web-1");
+    }
+
+    #[test]
+    fn untyped_booleans_keep_their_text_outside_plain_fields() {
+        let log = finish(|b| {
+            b.untyped("msg", "TRUE");
+            b.untyped("level", "false");
+            b.untyped("ok", "True");
+        });
+        assert_eq!(log.message.as_deref(), Some("TRUE"));
+        assert_eq!(log.level.as_deref(), Some("false"));
+        assert_eq!(log.features.get("ok"), Some(1.0));
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Parsing, the first stage of the flow: a [`RawLog`] off the wire becomes a [`ParsedLog`] with a
 //! timestamp, level, message, numeric [`Features`] for detection, and text attributes.
 //!
-//! Pure functions, no I/O. Each format has its module: [`json`], [`key_value`], [`regex`] (whose
-//! compiled patterns [`Parser`] caches); [`fields`] decides what each named value becomes, [`value`]
-//! reads numbers with units and [`timestamp`] reads times. `custom` was never implemented by the
-//! original and is a per-log error here (CONTRACT "Log formats").
+//! Pure functions, no I/O. Each format has its file: `json.rs`, `key_value.rs`, `regex.rs` (whose
+//! compiled patterns [`Parser`] caches); `fields.rs` decides what each named value becomes, [`value`]
+//! reads numbers with units and [`timestamp`] reads times (`docs/units.md` has the rules for users).
+//! `custom` was never implemented by the original and is a per-log error here (CONTRACT "Log formats").
 //!
 //! A log that does not parse is data, not a failure of the request: [`Parser::parse`] returns a
 //! [`ParseError`] whose message goes into that log's `error` field. No input makes it panic; the
-//! property tests at the bottom throw arbitrary text, JSON and patterns at it.
+//! property tests in `tests.rs` throw arbitrary text, JSON and patterns at it.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
