@@ -82,6 +82,12 @@ impl Detector {
         let violations = self.rules.violations(service, feature);
         let score =
             Self::model_for(models, service).map(|model| model.decision_score(feature, row));
+        self.verdict(violations, score)
+    }
+
+    /// Rules first: any violation makes a rule anomaly; otherwise a model score below 0 and below
+    /// `ANOMALY_THRESHOLD` makes a model anomaly.
+    fn verdict(&self, violations: Vec<RuleViolation>, score: Option<f64>) -> Verdict {
         let detector = if !violations.is_empty() {
             Some(DetectorKind::Rule)
         } else if score.is_some_and(|s| s < 0.0 && s < self.anomaly_threshold) {
@@ -128,19 +134,7 @@ impl Detector {
         logs.iter()
             .zip(scores)
             .map(|((service, feature), score)| {
-                let violations = self.rules.violations(service, *feature);
-                let detector = if !violations.is_empty() {
-                    Some(DetectorKind::Rule)
-                } else if score.is_some_and(|s| s < 0.0 && s < self.anomaly_threshold) {
-                    Some(DetectorKind::Model)
-                } else {
-                    None
-                };
-                Verdict {
-                    score,
-                    violations,
-                    detector,
-                }
+                self.verdict(self.rules.violations(service, *feature), score)
             })
             .collect()
     }
