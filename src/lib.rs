@@ -16,4 +16,5 @@ pub mod pipeline;
 pub mod settings;
 pub mod simulator;
 pub mod store;
+mod sync;
 pub mod telemetry;

@@ -24,7 +24,7 @@ mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -39,6 +39,7 @@ use crate::alert::retry::RetryPolicy;
 use crate::alert::store::{AlertQuery, AlertStore, AlertStoreError, DeliveryStatus, StoredAlert};
 use crate::alert::worker::{ChannelCounters, Worker};
 use crate::settings::{Settings, StoreSync};
+use crate::sync::lock;
 
 /// How often quiet alerts are resolved and counts stored.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -93,12 +94,6 @@ impl std::fmt::Debug for AlertSystem {
             .field("channels", &self.inner.channel_names)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl AlertSystem {

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::alert::channel::Notification;
 use crate::alert::lifecycle::{AlertRecord, AlertState, TransitionKind};
+use crate::sync::lock;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS alerts (
@@ -148,12 +149,6 @@ impl std::fmt::Debug for AlertStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AlertStore")
     }
-}
-
-fn lock(mutex: &Mutex<Option<Connection>>) -> MutexGuard<'_, Option<Connection>> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn text(instant: DateTime<Utc>) -> String {

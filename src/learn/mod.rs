@@ -40,6 +40,7 @@ use crate::parse::{FormatType, Parser, RawLog};
 use crate::pipeline::JudgedLog;
 use crate::settings::{ContaminationSetting, Settings};
 use crate::store::{FeedbackRecord, ModelRecord, Store, StoreError, TrainingJobRecord};
+use crate::sync::lock;
 use crate::telemetry::spawn_blocking_in_span;
 
 /// What the learning loop needs from the settings.
@@ -781,13 +782,6 @@ pub fn model_file_name(service: &str) -> String {
         .collect();
     let hash = crc32fast::hash(service.as_bytes());
     format!("{safe}-{hash:08x}.iforest")
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain data behind; keep serving.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -28,6 +28,7 @@ pub use records::{
 };
 
 use crate::detect::DetectorKind;
+use crate::sync::lock;
 
 /// How long a write waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -122,14 +123,6 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     group: Mutex<GroupCommit>,
     closed: AtomicBool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a connection leaves it usable: SQLite rolls back an open transaction
-    // when the statement objects are dropped.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn timestamp_text(instant: &DateTime<Utc>) -> String {
