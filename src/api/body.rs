@@ -10,7 +10,7 @@ use axum::http::header::CONTENT_LENGTH;
 use serde_json::{Map, Value, json};
 
 use crate::api::error::{ApiError, FieldError};
-use crate::parse::{FormatType, RawLog};
+use crate::parse::{CustomConfig, FormatType, RawLog};
 
 /// The configured request size limit, taken from the app state.
 #[derive(Debug, Clone, Copy)]
@@ -273,7 +273,7 @@ impl Checker {
             None | Some(Value::Null) => Some(None),
             Some(config) => self
                 .dict(config, &child(loc, "custom_config"))
-                .map(|_| Some(Arc::new(config.clone()))),
+                .map(|_| Some(Arc::new(CustomConfig::new(config.clone())))),
         };
         Some(RawLog {
             raw_log: raw_log?,

@@ -110,7 +110,10 @@ async fn submit_feedback(
             source: item.log.source,
             format_type: item.log.format_type.as_str().to_owned(),
             raw_log: item.log.raw_log,
-            custom_config: item.log.custom_config.map(Arc::unwrap_or_clone),
+            custom_config: item
+                .log
+                .custom_config
+                .map(|config| Arc::unwrap_or_clone(config).into_value()),
             is_anomaly: item.is_anomaly == 1,
             received_at,
         })

@@ -756,7 +756,10 @@ fn raw_log_of(record: &FeedbackRecord) -> Option<RawLog> {
         service: record.service.clone(),
         source: record.source.clone(),
         format_type,
-        custom_config: record.custom_config.clone().map(Arc::new),
+        custom_config: record
+            .custom_config
+            .clone()
+            .map(|config| Arc::new(config.into())),
     })
 }
 

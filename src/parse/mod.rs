@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde::de::Error as _;
@@ -64,7 +64,79 @@ pub struct RawLog {
     /// For `regex`: `{"pattern": …, "field_mapping": {…}}`. Shared: every log of a batch (and of
     /// the batches after it) that spells the same config holds the same value, see [`shared_config`].
     #[serde(default, deserialize_with = "shared_config")]
-    pub custom_config: Option<Arc<serde_json::Value>>,
+    pub custom_config: Option<Arc<CustomConfig>>,
+}
+
+/// A log's `custom_config`: the JSON value as sent and, once a regex log has used it, its pattern
+/// compiled and its field mapping resolved (see `regex::PreparedRegex`). Logs that spell the same
+/// config share one ([`shared_config`]), so that work is done once per distinct config rather
+/// than once per log: looking the pattern up in the cache and resolving the mapping for every log
+/// took more time than matching the line.
+pub struct CustomConfig {
+    value: serde_json::Value,
+    regex: OnceLock<Option<Arc<regex::PreparedRegex>>>,
+}
+
+impl CustomConfig {
+    pub fn new(value: serde_json::Value) -> Self {
+        Self {
+            value,
+            regex: OnceLock::new(),
+        }
+    }
+
+    /// The config as the client sent it.
+    pub fn value(&self) -> &serde_json::Value {
+        &self.value
+    }
+
+    pub fn into_value(self) -> serde_json::Value {
+        self.value
+    }
+}
+
+impl From<serde_json::Value> for CustomConfig {
+    fn from(value: serde_json::Value) -> Self {
+        Self::new(value)
+    }
+}
+
+impl std::ops::Deref for CustomConfig {
+    type Target = serde_json::Value;
+
+    fn deref(&self) -> &serde_json::Value {
+        &self.value
+    }
+}
+
+impl Clone for CustomConfig {
+    fn clone(&self) -> Self {
+        Self::new(self.value.clone())
+    }
+}
+
+impl PartialEq for CustomConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl std::fmt::Debug for CustomConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.value.fmt(formatter)
+    }
+}
+
+impl Serialize for CustomConfig {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for CustomConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(Self::new)
+    }
 }
 
 /// Configs at most this long are remembered by [`shared_config`].
@@ -73,7 +145,7 @@ const SHARED_CONFIG_MAX_BYTES: usize = 4096;
 const SHARED_CONFIGS_PER_THREAD: usize = 64;
 
 thread_local! {
-    static SHARED_CONFIGS: RefCell<HashMap<Box<str>, Arc<serde_json::Value>>> =
+    static SHARED_CONFIGS: RefCell<HashMap<Box<str>, Arc<CustomConfig>>> =
         RefCell::new(HashMap::new());
 }
 
@@ -83,7 +155,7 @@ thread_local! {
 ///
 /// # Errors
 /// Whatever reading a JSON value would give.
-pub fn shared_config<'de, D>(deserializer: D) -> Result<Option<Arc<serde_json::Value>>, D::Error>
+pub fn shared_config<'de, D>(deserializer: D) -> Result<Option<Arc<CustomConfig>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
@@ -91,7 +163,11 @@ where
         return Ok(None);
     };
     let text = raw.get();
-    let parse = || serde_json::from_str::<serde_json::Value>(text).map_err(D::Error::custom);
+    let parse = || {
+        serde_json::from_str::<serde_json::Value>(text)
+            .map(CustomConfig::new)
+            .map_err(D::Error::custom)
+    };
     if text.len() > SHARED_CONFIG_MAX_BYTES {
         return parse().map(|value| Some(Arc::new(value)));
     }

@@ -18,7 +18,7 @@ fn raw(format_type: FormatType, raw_log: &str, custom_config: Option<Value>) -> 
         service: "svc".to_owned(),
         source: "test".to_owned(),
         format_type,
-        custom_config: custom_config.map(Arc::new),
+        custom_config: custom_config.map(|config| Arc::new(config.into())),
     }
 }
 
@@ -65,7 +65,7 @@ fn raw_log_reads_with_and_without_custom_config() {
         .expect("deserializes");
     assert_eq!(
         with.custom_config,
-        Some(Arc::new(json!({"pattern": "(a)"})))
+        Some(Arc::new(json!({"pattern": "(a)"}).into()))
     );
     let back: RawLog =
         serde_json::from_value(serde_json::to_value(&with).expect("serializes")).expect("reads");
@@ -407,6 +407,6 @@ fn logs_spelling_the_same_custom_config_share_one_value() {
     let logs: Vec<RawLog> = serde_json::from_str(body).expect("deserializes");
     let config = |i: usize| logs[i].custom_config.clone().expect("config");
     assert!(Arc::ptr_eq(&config(0), &config(1)));
-    assert_eq!(*config(2), json!({"pattern": "(b)"}));
+    assert_eq!(config(2).value(), &json!({"pattern": "(b)"}));
     assert_eq!(logs[3].custom_config, None);
 }

@@ -686,7 +686,7 @@ fn render(service: ServiceKind, metrics: &Metrics, at: DateTime<Utc>) -> RawLog 
         service: service.name().to_owned(),
         source: service.source().to_owned(),
         format_type: service.format_type(),
-        custom_config: custom_config.map(Arc::new),
+        custom_config: custom_config.map(|config| Arc::new(config.into())),
     }
 }
 
