@@ -258,6 +258,21 @@ fn any_datetime() -> impl Strategy<Value = DateTime<Utc>> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
+    /// Lookups find what a map of the same pairs holds (the last value of a repeated name), for
+    /// few features (scanned) and many (bisected).
+    #[test]
+    fn feature_lookups_agree_with_a_map(
+        pairs in proptest::collection::vec(("[a-e_]{0,4}", -1e3..1e3f64), 0..40),
+        probes in proptest::collection::vec("[a-e_]{0,4}", 0..10),
+    ) {
+        let features: Features = pairs.iter().map(|(name, value)| (name.as_str(), *value)).collect();
+        let map: BTreeMap<&str, f64> = pairs.iter().map(|(name, value)| (name.as_str(), *value)).collect();
+        prop_assert_eq!(features.len(), map.len());
+        for name in map.keys().copied().chain(probes.iter().map(String::as_str)) {
+            prop_assert_eq!(features.get(name), map.get(name).copied(), "{}", name);
+        }
+    }
+
     #[test]
     fn key_value_never_panics(line in "\\PC{0,256}") {
         let log = parse_key_value(&line);
