@@ -14,6 +14,10 @@
 //! - `ingest_respond`: the whole request minus HTTP: decode, [`AppState::ingest`] (judge, commit the
 //!   anomalies to SQLite, rate alerts, learning) and the response. One request at a time, so every
 //!   request pays its own commit and fsync, which group commit shares between concurrent requests.
+//! - `store_commit_5_requests`: the storage side alone, at steady state: one transaction holding
+//!   five requests' anomalies (what a group commit holds under `bench/throughput.sh`'s load), into
+//!   a database already at its retention bound (100,000 rows, so each commit also prunes), with
+//!   `STORE_SYNCHRONOUS=normal` so the figure is SQLite's CPU work without the fsync.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -21,7 +25,8 @@ use std::time::Duration;
 
 use aioops_mcp_iforest::app::{App, AppState};
 use aioops_mcp_iforest::parse::RawLog;
-use aioops_mcp_iforest::settings::Settings;
+use aioops_mcp_iforest::settings::{DEFAULT_MAX_RECENT_ANOMALIES, Settings};
+use aioops_mcp_iforest::store::{AnomalyRecord, Store, StoreOptions, Synchronous};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde::Deserialize;
 
@@ -114,6 +119,37 @@ fn stages(c: &mut Criterion) {
                 .block_on(state.ingest(decode(&body), None))
                 .expect("ingest");
             black_box(serde_json::to_vec(&results).expect("results serialize"))
+        })
+    });
+    group.finish();
+
+    let anomalies = runtime
+        .block_on(state.pipeline.process(decode(&body), None))
+        .expect("one batch")
+        .anomalies;
+    assert!(!anomalies.is_empty(), "the benchmark body has anomalies");
+    let group_commit: Vec<AnomalyRecord> = (0..5).flat_map(|_| anomalies.clone()).collect();
+    let store = Store::open(
+        &data_dir.path().join("store-bench.db"),
+        StoreOptions {
+            max_recent_anomalies: DEFAULT_MAX_RECENT_ANOMALIES,
+            synchronous: Synchronous::Normal,
+        },
+    )
+    .expect("store opens");
+    runtime.block_on(async {
+        while store.count_anomalies().await.expect("count") < DEFAULT_MAX_RECENT_ANOMALIES as u64 {
+            let filler: Vec<AnomalyRecord> = (0..20).flat_map(|_| group_commit.clone()).collect();
+            store.store_anomalies(filler).await.expect("prefill");
+        }
+    });
+    let mut group = c.benchmark_group("ingest_stages");
+    group.throughput(Throughput::Elements(group_commit.len() as u64));
+    group.bench_function("store_commit_5_requests", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(store.store_anomalies(group_commit.clone()))
+                .expect("commit")
         })
     });
     group.finish();
