@@ -44,14 +44,21 @@ impl Worker {
         let name = self.channel.name();
         let mut after_id = 0;
         loop {
+            // An empty outbox ends the drain only if it was read after draining began: a read
+            // already under way when shutdown started may predate the last alerts stored, and
+            // shutdown stores those before it asks the workers to drain.
+            let draining_before_read = *draining.borrow();
             match self.store.next_pending(name, after_id).await {
                 Ok(Some(row)) => {
                     after_id = row.id;
                     self.deliver(row).await;
                 }
                 Ok(None) => {
-                    if *draining.borrow() {
+                    if draining_before_read {
                         break;
+                    }
+                    if *draining.borrow() {
+                        continue;
                     }
                     tokio::select! {
                         () = self.wake.notified() => {}
