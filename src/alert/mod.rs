@@ -149,7 +149,19 @@ impl AlertSystem {
         };
         let (draining, _) = watch::channel(false);
         let all = Channel::from_settings(settings);
-        let channel_names = all.iter().map(Channel::name).collect();
+        let channel_names: Vec<&'static str> = all.iter().map(Channel::name).collect();
+        let abandoned = store
+            .abandon_unconfigured(channel_names.clone())
+            .await
+            .context("clearing the outbox of channels no longer configured")?;
+        for (channel, deliveries) in abandoned {
+            tracing::warn!(
+                channel,
+                deliveries,
+                "Alert deliveries queued for a channel that is no longer configured are marked \
+                 failed; they will not be sent."
+            );
+        }
         let mut channels = Vec::new();
         let mut workers = Vec::new();
         for channel in all {

@@ -399,6 +399,49 @@ impl AlertStore {
         .await
     }
 
+    /// Marks `failed` every pending delivery to a channel not in `configured` (one removed from
+    /// the settings since it was queued): no worker will ever send it, and leaving it pending
+    /// would show an outbox that never drains. Returns how many rows each such channel had.
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub async fn abandon_unconfigured(
+        &self,
+        configured: Vec<&'static str>,
+    ) -> Result<Vec<(String, u64)>, AlertStoreError> {
+        self.run(move |connection| {
+            let transaction = connection.transaction()?;
+            let mut abandoned = Vec::new();
+            {
+                let mut pending = transaction.prepare(
+                    "SELECT channel, COUNT(*) FROM alert_outbox WHERE status = 'pending'
+                     GROUP BY channel ORDER BY channel",
+                )?;
+                let rows = pending.query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+                })?;
+                for row in rows {
+                    let (channel, count) = row?;
+                    if !configured.contains(&channel.as_str()) {
+                        abandoned.push((channel, count));
+                    }
+                }
+            }
+            let now = text(Utc::now());
+            for (channel, _) in &abandoned {
+                transaction.execute(
+                    "UPDATE alert_outbox SET status = 'failed', updated_at = ?2,
+                         last_error = 'channel no longer configured'
+                     WHERE status = 'pending' AND channel = ?1",
+                    params![channel, now],
+                )?;
+            }
+            transaction.commit()?;
+            Ok(abandoned)
+        })
+        .await
+    }
+
     /// The newest alerts first, each with its deliveries.
     ///
     /// # Errors
@@ -657,5 +700,58 @@ mod tests {
             store.max_alert_id().await,
             Err(AlertStoreError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn pending_deliveries_of_removed_channels_are_marked_failed() {
+        let (_dir, store) = open();
+        store
+            .record(
+                vec![notification(1, TransitionKind::Fired)],
+                vec![],
+                vec!["console", "slack", "webhook"],
+                10,
+            )
+            .await
+            .expect("stored");
+
+        let abandoned = store
+            .abandon_unconfigured(vec!["console", "slack"])
+            .await
+            .expect("updated");
+
+        assert_eq!(abandoned, [("webhook".to_owned(), 1)]);
+        let slack = store.next_pending("slack", 0).await.expect("read");
+        assert!(slack.is_some(), "a configured channel keeps its queue");
+        assert!(
+            store
+                .next_pending("webhook", 0)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        let counts = store.delivery_counts().await.expect("counts");
+        assert_eq!(counts["webhook"]["failed"], 1, "{counts:?}");
+        let query = AlertQuery {
+            limit: 10,
+            ..AlertQuery::default()
+        };
+        let alerts = store.list(query).await.expect("list");
+        let webhook = alerts[0]
+            .deliveries
+            .iter()
+            .find(|d| d.channel == "webhook")
+            .expect("webhook delivery");
+        assert_eq!(
+            webhook.last_error.as_deref(),
+            Some("channel no longer configured")
+        );
+        assert!(
+            store
+                .abandon_unconfigured(vec!["console", "slack"])
+                .await
+                .expect("again")
+                .is_empty()
+        );
     }
 }
