@@ -174,7 +174,7 @@ impl App {
     /// # Errors
     /// The server fails or storage cannot be closed cleanly.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
+        self.run_until(crate::signal::shutdown_signal()).await
     }
 
     /// Serves until `shutdown` completes: stops accepting, lets in-flight requests finish, stops
@@ -210,32 +210,5 @@ impl App {
         store.shutdown().await.context("closing the database")?;
         tracing::info!("Storage closed; bye.");
         Ok(())
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "Cannot listen for Ctrl-C.");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "Cannot listen for SIGTERM.");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received; shutting down."),
-        () = terminate => tracing::info!("SIGTERM received; shutting down."),
     }
 }

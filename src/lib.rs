@@ -14,6 +14,7 @@ pub mod learn;
 pub mod parse;
 pub mod pipeline;
 pub mod settings;
+pub mod signal;
 pub mod simulator;
 pub mod store;
 mod sync;

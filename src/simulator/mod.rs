@@ -363,30 +363,6 @@ impl Progress {
     }
 }
 
-/// Resolves on Ctrl-C, or on SIGTERM (Kubernetes stopping the Job's pod).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-}
-
 /// The whole program: run, print the summary (text or JSON) on stdout, and choose the exit status.
 pub fn main() -> ExitCode {
     let args = Args::parse();
@@ -400,7 +376,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let summary = match runtime.block_on(run(&args, shutdown_signal())) {
+    let summary = match runtime.block_on(run(&args, crate::signal::shutdown_signal())) {
         Ok(summary) => summary,
         Err(error) => {
             eprintln!("error: {error:#}");
