@@ -57,13 +57,7 @@ impl ServiceModel {
     /// `row` is scratch space reused across logs so scoring allocates nothing.
     pub fn decision_score(&self, feature: impl Fn(&str) -> Option<f64>, row: &mut Vec<f64>) -> f64 {
         row.clear();
-        row.extend(
-            self.artifact
-                .feature_names
-                .iter()
-                .zip(&self.artifact.fill_values)
-                .map(|(name, fill)| feature(name).unwrap_or(*fill)),
-        );
+        self.push_row(feature, row);
         self.artifact.forest.decision_function_one(row)
     }
 
