@@ -99,12 +99,7 @@ async fn alert_stats(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::api::query_params as params;
 
     #[test]
     fn the_query_defaults_and_filters() {

@@ -142,12 +142,7 @@ async fn clear_anomalies(State(state): State<AppState>) -> Result<Json<Value>, A
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::api::query_params as params;
 
     #[test]
     fn the_default_query_is_the_newest_hundred() {

@@ -97,3 +97,13 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     )
         .into_response()
 }
+
+/// A query string's parameters as the handlers' `Query<HashMap<…>>` extractor gives them, for
+/// the query parsers' tests.
+#[cfg(test)]
+pub(crate) fn query_params(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
