@@ -141,7 +141,9 @@ impl<'de> Deserialize<'de> for CustomConfig {
 
 /// Configs at most this long are remembered by [`shared_config`].
 const SHARED_CONFIG_MAX_BYTES: usize = 4096;
-/// Distinct configs remembered per thread; the memory is forgotten all at once when full.
+/// Distinct configs remembered per thread; the memory is forgotten all at once when full. A
+/// remembered regex config keeps its compiled pattern alive, so besides the `REGEX_CACHE_SIZE`
+/// patterns of the shared cache, up to this many per thread may outlive their eviction there.
 const SHARED_CONFIGS_PER_THREAD: usize = 64;
 
 thread_local! {
