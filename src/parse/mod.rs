@@ -165,10 +165,13 @@ where
         return Ok(None);
     };
     let text = raw.get();
-    let parse = || {
-        serde_json::from_str::<serde_json::Value>(text)
-            .map(CustomConfig::new)
-            .map_err(D::Error::custom)
+    // Only an object fits the schema (a JSON `null` was read as `None` above); anything else is
+    // refused here, as the request checker refuses it (422 `dict_type`), so a body gets the same
+    // answer whichever path decodes it.
+    let parse = || match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) if value.is_object() => Ok(CustomConfig::new(value)),
+        Ok(_) => Err(D::Error::custom("custom_config must be an object")),
+        Err(error) => Err(D::Error::custom(error)),
     };
     if text.len() > SHARED_CONFIG_MAX_BYTES {
         return parse().map(|value| Some(Arc::new(value)));

@@ -158,6 +158,27 @@ async fn wrong_types_and_missing_fields_list_every_problem() {
 }
 
 #[tokio::test]
+async fn a_custom_config_that_is_not_an_object_is_a_422_dict_type() {
+    let app = spawn_app().await;
+    for config in [json!("pattern"), json!(5), json!(["(a)"])] {
+        let response = app
+            .post_json(
+                "/api/v1/stream/multi-source",
+                &json!({"logs": [{"raw_log": "a", "service": "s", "source": "x",
+                                  "format_type": "regex", "custom_config": config}]}),
+            )
+            .await;
+        assert_eq!(response.status(), 422, "{config}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["detail"][0]["type"], "dict_type", "{body}");
+        assert_eq!(
+            body["detail"][0]["loc"],
+            json!(["body", "logs", 0, "custom_config"])
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_body_without_logs_is_a_422_missing() {
     let app = spawn_app().await;
     let response = app
