@@ -45,7 +45,7 @@ static APP_CONFIG: LazyLock<Arc<CustomConfig>> = LazyLock::new(|| {
 fn json_log(i: usize) -> RawLog {
     let line = json!({
         "timestamp": format!("2024-01-15T10:{:02}:{:02}.{:03}Z", i / 60 % 60, i % 60, i % 1000),
-        "level": if i % 10 == 0 { "WARN" } else { "INFO" },
+        "level": if i.is_multiple_of(10) { "WARN" } else { "INFO" },
         "message": "GET /api/users",
         "response_time": 80 + i % 300,
         "bytes_out": format!("{}KB", 1 + i % 40),
@@ -72,7 +72,11 @@ fn regex_log(i: usize) -> RawLog {
     let line = format!(
         "2024-01-15T10:00:{:02}Z [{}] Memory usage: {}% CPU usage: {}% Thread count: {}",
         i % 60,
-        if i % 10 == 0 { "ERROR" } else { "INFO" },
+        if i.is_multiple_of(10) {
+            "ERROR"
+        } else {
+            "INFO"
+        },
         30 + i % 60,
         10 + i % 85,
         50 + i % 250,

@@ -11,6 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::detect::baseline::Reason;
 use crate::detect::rules::RuleViolation;
 use crate::detect::{Detector, DetectorKind, Verdict};
 use crate::parse::{ParsedLog, Parser, RawLog};
@@ -30,6 +31,8 @@ pub struct LogResult {
     pub service: String,
     pub detector: Option<DetectorKind>,
     pub violations: Vec<RuleViolation>,
+    /// Why the model flagged the log, strongest first (empty when it did not).
+    pub reasons: Vec<Reason>,
     /// Why the log could not be judged; such a log is never an anomaly.
     pub error: Option<String>,
 }
@@ -133,7 +136,7 @@ impl Pipeline {
             .iter()
             .filter_map(|(raw, parsed)| {
                 let parsed = parsed.as_ref().ok()?;
-                Some((raw.service.as_str(), |name: &str| parsed.features.get(name)))
+                Some((raw.service.as_str(), parsed))
             })
             .collect();
         let verdicts = self.detector.evaluate_all(&models, &lookups);
@@ -153,6 +156,7 @@ impl Pipeline {
                         service: raw.service.clone(),
                         detector: verdict.detector,
                         violations: verdict.violations.clone(),
+                        reasons: verdict.reasons.clone(),
                         error: None,
                     });
                     judged.push(JudgedLog {
@@ -169,6 +173,7 @@ impl Pipeline {
                         service: raw.service,
                         detector: None,
                         violations: Vec::new(),
+                        reasons: Vec::new(),
                         error: Some(error),
                     });
                 }
@@ -223,6 +228,7 @@ fn anomaly_record(
         rule_violation: !log.verdict.violations.is_empty(),
         detector: log.verdict.detector.unwrap_or(DetectorKind::Rule),
         violations: log.verdict.violations.clone(),
+        reasons: log.verdict.reasons.clone(),
         features,
         raw_log: log.raw.raw_log.clone(),
         metadata,

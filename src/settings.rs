@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::detect::baseline::DEFAULT_FALSE_ALARM_BUDGET;
 use crate::detect::rate::{PartialRateRule, RateRules};
 use crate::detect::rules::{RuleSet, Thresholds};
 
@@ -82,8 +83,10 @@ pub struct Settings {
     pub model_random_state: u64,
     pub min_train_samples: usize,
     pub n_estimators: usize,
-    /// A model-scored log is an anomaly when its score is below 0 and below this.
+    /// Where the forest alone decides, its score must also be below this (and below 0).
     pub anomaly_threshold: f64,
+    /// The share of a service's normal logs its baseline may flag (the false-alarm budget).
+    pub false_alarm_budget: f64,
     pub alert_conditions: RuleSet,
     pub complex_alert_rules: RateRules,
     pub slack_webhook_url: Option<Secret>,
@@ -191,6 +194,7 @@ impl Settings {
             min_train_samples: r.ranged("MIN_TRAIN_SAMPLES", 50, 2, 10_000_000),
             n_estimators: r.ranged("IFOREST_N_ESTIMATORS", 100, 1, 10_000),
             anomaly_threshold: r.finite("ANOMALY_THRESHOLD", 0.0),
+            false_alarm_budget: r.budget("FALSE_ALARM_BUDGET", DEFAULT_FALSE_ALARM_BUDGET),
             alert_conditions: r.alert_conditions("ALERT_CONDITIONS"),
             complex_alert_rules: r.complex_alert_rules("COMPLEX_ALERT_RULES"),
             slack_webhook_url: r.url("SLACK_WEBHOOK_URL").map(Secret),
@@ -420,6 +424,23 @@ impl Reader<'_> {
                 "expected one of trace, debug, info, warn (warning), error (critical), off",
             );
             "info".to_owned()
+        }
+    }
+
+    fn budget(&mut self, name: &str, default: f64) -> f64 {
+        let Some(raw) = self.text(name).map(str::to_owned) else {
+            return default;
+        };
+        match raw.parse::<f64>() {
+            Ok(value) if value > 0.0 && value <= 0.1 => value,
+            _ => {
+                self.problem(
+                    name,
+                    &raw,
+                    "expected a share of normal logs in (0, 0.1], e.g. 0.001",
+                );
+                default
+            }
         }
     }
 

@@ -531,10 +531,10 @@ impl AlertStore {
     pub async fn close(&self) {
         let connection = Arc::clone(&self.connection);
         let _ = tokio::task::spawn_blocking(move || {
-            if let Some(connection) = lock(&connection).take() {
-                if let Err((_, error)) = connection.close() {
-                    tracing::warn!(%error, "Closing the alert database failed.");
-                }
+            if let Some(connection) = lock(&connection).take()
+                && let Err((_, error)) = connection.close()
+            {
+                tracing::warn!(%error, "Closing the alert database failed.");
             }
         })
         .await;

@@ -1,16 +1,22 @@
 //! Detection: rules first, then the service's own isolation forest. Pure and synchronous.
 //!
 //! Contract, "Detection semantics" 1–2: a log breaking any rule is an anomaly (`detector: "rule"`);
-//! otherwise the service's model judges it: an anomaly when its decision score is below 0 and below
-//! `ANOMALY_THRESHOLD` (`detector: "model"`). The model's score is reported for every log it scored,
-//! rule anomalies included. A service without a model is judged by its rules alone.
+//! otherwise the service's model judges it (`detector: "model"`): by its learned baseline
+//! ([`baseline`]: features, categories, joint distance and forest, held to the false-alarm budget),
+//! each anomaly with its reasons. A model without a baseline (a file from an older version) judges
+//! by the forest alone: a decision score below 0 and below `ANOMALY_THRESHOLD`. The forest's score
+//! is reported for every log it scored, rule anomalies included. A service without a model is
+//! judged by its rules alone.
 
+pub mod baseline;
 pub mod models;
 pub mod rate;
 pub mod rules;
+pub mod stats;
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::baseline::{Observation, Reason};
 use crate::detect::models::{ModelMap, ModelRegistry, ServiceModel};
 use crate::detect::rules::{DEFAULT_SERVICE_KEY, RuleSet, RuleViolation};
 
@@ -38,6 +44,8 @@ pub struct Verdict {
     pub score: Option<f64>,
     pub violations: Vec<RuleViolation>,
     pub detector: Option<DetectorKind>,
+    /// Why the model flagged the log; empty otherwise.
+    pub reasons: Vec<Reason>,
 }
 
 impl Verdict {
@@ -71,47 +79,70 @@ impl Detector {
             .map(AsRef::as_ref)
     }
 
-    /// Judges one log of `service` by its features, with the models of one snapshot.
+    /// Judges one log of `service`, with the models of one snapshot.
     pub fn evaluate(
         &self,
         models: &ModelMap,
         service: &str,
-        feature: impl Fn(&str) -> Option<f64> + Copy,
+        log: &impl Observation,
         row: &mut Vec<f64>,
     ) -> Verdict {
+        let feature = |name: &str| log.feature(name);
         let violations = self.rules.violations(service, feature);
-        let score =
-            Self::model_for(models, service).map(|model| model.decision_score(feature, row));
-        self.verdict(violations, score)
+        let model = Self::model_for(models, service);
+        let score = model.map(|model| model.decision_score(feature, row));
+        self.verdict(violations, model.zip(score), log)
     }
 
-    /// Rules first: any violation makes a rule anomaly; otherwise a model score below 0 and below
-    /// `ANOMALY_THRESHOLD` makes a model anomaly.
-    fn verdict(&self, violations: Vec<RuleViolation>, score: Option<f64>) -> Verdict {
-        let detector = if !violations.is_empty() {
-            Some(DetectorKind::Rule)
-        } else if score.is_some_and(|s| s < 0.0 && s < self.anomaly_threshold) {
-            Some(DetectorKind::Model)
+    /// Rules first: any violation makes a rule anomaly; otherwise the model's baseline decides
+    /// (see [`baseline`]), or, for a model without one, a score below 0 and `ANOMALY_THRESHOLD`.
+    fn verdict(
+        &self,
+        violations: Vec<RuleViolation>,
+        scored: Option<(&ServiceModel, f64)>,
+        log: &impl Observation,
+    ) -> Verdict {
+        let score = scored.map(|(_, score)| score);
+        let forest_cut = self.anomaly_threshold.min(0.0);
+        let (detector, reasons) = if !violations.is_empty() {
+            (Some(DetectorKind::Rule), Vec::new())
         } else {
-            None
+            match scored {
+                Some((model, score)) => match &model.baseline {
+                    Some(baseline) => {
+                        let reasons = baseline.judge(log, Some((score, forest_cut)));
+                        (
+                            (!reasons.is_empty()).then_some(DetectorKind::Model),
+                            reasons,
+                        )
+                    }
+                    None => (
+                        (score < forest_cut).then_some(DetectorKind::Model),
+                        Vec::new(),
+                    ),
+                },
+                None => (None, Vec::new()),
+            }
         };
         Verdict {
             score,
             violations,
             detector,
+            reasons,
         }
     }
 
     /// [`Detector::evaluate`] for many logs at once (`(service, feature lookup)` each): the same
     /// verdicts, in order, but each model scores its logs' rows together with the forest's batch
     /// scorer, which walks every tree for 16 rows at a time.
-    pub fn evaluate_all<F>(&self, models: &ModelMap, logs: &[(&str, F)]) -> Vec<Verdict>
-    where
-        F: Fn(&str) -> Option<f64> + Copy,
-    {
+    pub fn evaluate_all<L: Observation>(
+        &self,
+        models: &ModelMap,
+        logs: &[(&str, L)],
+    ) -> Vec<Verdict> {
         // One batch per model: the model, its rows (row-major), and whose they are.
         let mut batches: Vec<(&ServiceModel, Vec<f64>, Vec<usize>)> = Vec::new();
-        for (index, (service, feature)) in logs.iter().enumerate() {
+        for (index, (service, log)) in logs.iter().enumerate() {
             let Some(model) = Self::model_for(models, service) else {
                 continue;
             };
@@ -122,19 +153,20 @@ impl Detector {
                     batches.last_mut().expect("just pushed")
                 }
             };
-            model.push_row(*feature, &mut batch.1);
+            model.push_row(|name| log.feature(name), &mut batch.1);
             batch.2.push(index);
         }
-        let mut scores = vec![None; logs.len()];
+        let mut scores: Vec<Option<(&ServiceModel, f64)>> = vec![None; logs.len()];
         for (model, rows, owners) in &batches {
             for (&index, score) in owners.iter().zip(model.decision_scores(rows, owners.len())) {
-                scores[index] = Some(score);
+                scores[index] = Some((*model, score));
             }
         }
         logs.iter()
             .zip(scores)
-            .map(|((service, feature), score)| {
-                self.verdict(self.rules.violations(service, *feature), score)
+            .map(|((service, log), scored)| {
+                let violations = self.rules.violations(service, |name| log.feature(name));
+                self.verdict(violations, scored, log)
             })
             .collect()
     }
@@ -147,6 +179,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+    use crate::detect::baseline::{Baseline, Sample};
     use crate::detect::models::ModelSource;
     use crate::forest::{IsolationForest, Matrix, ModelArtifact};
 
@@ -172,6 +205,26 @@ mod tests {
             trained_at: Utc::now(),
             source: ModelSource::Auto,
             job_id: None,
+            baseline: None,
+        }
+    }
+
+    /// The model of [`model`] with a baseline learned from the same rows.
+    fn model_with_baseline(service: &str) -> ServiceModel {
+        let samples: Vec<Sample> = (0..400)
+            .map(|i| Sample {
+                features: BTreeMap::from([
+                    ("a".to_owned(), f64::from(i % 37) * 10.0),
+                    ("b".to_owned(), f64::from(i % 11)),
+                ]),
+                ..Sample::default()
+            })
+            .collect();
+        let names = ["a".to_owned(), "b".to_owned()];
+        let (baseline, _) = Baseline::fit(&samples, &names, 0.001);
+        ServiceModel {
+            baseline: Some(baseline),
+            ..model(service)
         }
     }
 
@@ -179,32 +232,40 @@ mod tests {
     fn evaluate_all_gives_the_verdicts_of_evaluate_one_by_one() {
         let detector = Detector::new(RuleSet::default(), -0.05);
         detector.models.replace(model("scored"));
+        detector.models.replace(model_with_baseline("explained"));
         let models = detector.models.snapshot();
-        let rows: Vec<(&str, BTreeMap<&str, f64>)> = (0..45)
+        let logs: Vec<(&str, Sample)> = (0..60)
             .map(|i| {
-                let service = ["scored", "unscored", "web_server"][i % 3];
-                let mut features = BTreeMap::from([("a", i as f64 * 13.0), ("cpu_usage", 50.0)]);
-                if i % 4 != 0 {
-                    features.insert("b", (i % 9) as f64);
+                let service = ["scored", "unscored", "web_server", "explained"][i % 4];
+                let mut features = BTreeMap::from([
+                    ("a".to_owned(), i as f64 * 13.0),
+                    ("cpu_usage".to_owned(), 50.0),
+                ]);
+                if i % 5 != 0 {
+                    features.insert("b".to_owned(), (i % 9) as f64);
                 }
                 if i == 7 {
-                    features.insert("response_time", 1e6);
+                    features.insert("response_time".to_owned(), 1e6);
                 }
-                (service, features)
+                (
+                    service,
+                    Sample {
+                        features,
+                        ..Sample::default()
+                    },
+                )
             })
             .collect();
-        let lookups: Vec<_> = rows
-            .iter()
-            .map(|(service, features)| (*service, |name: &str| features.get(name).copied()))
-            .collect();
-        let together = detector.evaluate_all(&models, &lookups);
+        let together = detector.evaluate_all(&models, &logs);
         let mut row = Vec::new();
-        let one_by_one: Vec<Verdict> = lookups
+        let one_by_one: Vec<Verdict> = logs
             .iter()
-            .map(|(service, lookup)| detector.evaluate(&models, service, *lookup, &mut row))
+            .map(|(service, log)| detector.evaluate(&models, service, log, &mut row))
             .collect();
         assert_eq!(together, one_by_one);
         assert!(together.iter().any(|v| v.score.is_some()));
         assert!(together.iter().any(|v| v.score.is_none()));
+        // Beyond the baseline's range (a reaches 360 in training), with its reasons.
+        assert!(together.iter().any(|v| !v.reasons.is_empty()));
     }
 }

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::detect::baseline::Baseline;
 use crate::forest::ModelArtifact;
 
 /// Where a model came from.
@@ -49,6 +50,9 @@ pub struct ServiceModel {
     pub trained_at: DateTime<Utc>,
     pub source: ModelSource,
     pub job_id: Option<String>,
+    /// What normal means for the service; `None` for a model file written before baselines,
+    /// which then judges by the forest alone.
+    pub baseline: Option<Baseline>,
 }
 
 impl ServiceModel {
@@ -84,6 +88,29 @@ impl ServiceModel {
         (0..count)
             .map(|index| forest.decision_function_one(&rows[index * width..(index + 1) * width]))
             .collect()
+    }
+
+    /// The metadata key under which a model file keeps its baseline, as JSON.
+    pub const BASELINE_KEY: &'static str = "baseline";
+
+    /// The baseline a model file carries, if any and usable. A file without one (written before
+    /// baselines existed) is fine; one that does not read or validate is logged and ignored, so
+    /// the service falls back to the forest alone instead of refusing the model.
+    pub fn baseline_of(artifact: &ModelArtifact) -> Option<Baseline> {
+        let text = artifact.metadata.get(Self::BASELINE_KEY)?;
+        let read = serde_json::from_str::<Baseline>(text)
+            .map_err(|error| error.to_string())
+            .and_then(|baseline| {
+                baseline.validate().map_err(|error| error.to_string())?;
+                Ok(baseline)
+            });
+        match read {
+            Ok(baseline) => Some(baseline),
+            Err(error) => {
+                tracing::warn!(%error, "Model baseline ignored; the forest alone judges this service.");
+                None
+            }
+        }
     }
 
     /// The offset under which a score counts as an outlier, as trained or calibrated.

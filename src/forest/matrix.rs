@@ -26,7 +26,7 @@ impl Matrix {
         if n_cols > MAX_COLUMNS {
             return Err(ForestError::TooManyColumns { n_cols });
         }
-        if data.len() % n_cols != 0 {
+        if !data.len().is_multiple_of(n_cols) {
             return Err(ForestError::Ragged {
                 len: data.len(),
                 n_cols,

@@ -5,6 +5,7 @@
 //! logs (ties in favour of keeping), sorted by name. A log missing one of them gets the training
 //! median of that feature, so a missing field looks typical instead of looking like 0.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::forest::{ForestError, Matrix};
@@ -38,8 +39,8 @@ pub enum DatasetError {
 ///
 /// # Errors
 /// Fewer rows than `min_rows`, no common numeric feature, or a matrix the forest rejects.
-pub fn build_training_set(
-    rows: &[FeatureRow],
+pub fn build_training_set<R: Borrow<FeatureRow>>(
+    rows: &[R],
     min_rows: usize,
 ) -> Result<TrainingSet, DatasetError> {
     if rows.len() < min_rows {
@@ -50,7 +51,7 @@ pub fn build_training_set(
     }
     let mut presence: HashMap<&str, Vec<f64>> = HashMap::new();
     for row in rows {
-        for (name, value) in row {
+        for (name, value) in row.borrow() {
             presence.entry(name.as_str()).or_default().push(*value);
         }
     }
@@ -68,18 +69,31 @@ pub fn build_training_set(
         .iter_mut()
         .map(|(_, values)| median(values))
         .collect();
-    let mut data = Vec::with_capacity(rows.len() * feature_names.len());
-    for row in rows {
-        for (name, fill) in feature_names.iter().zip(&fill_values) {
-            data.push(row.get(name).copied().unwrap_or(*fill));
-        }
-    }
-    let matrix = Matrix::from_rows(feature_names.len(), data)?;
+    let matrix = matrix_of(rows, &feature_names, &fill_values)?;
     Ok(TrainingSet {
         feature_names,
         fill_values,
         matrix,
     })
+}
+
+/// The matrix of `rows` over `feature_names`, a missing feature taking its fill value.
+///
+/// # Errors
+/// A matrix the forest rejects (no rows, or a value that is not finite).
+pub fn matrix_of<R: Borrow<FeatureRow>>(
+    rows: &[R],
+    feature_names: &[String],
+    fill_values: &[f64],
+) -> Result<Matrix, ForestError> {
+    let mut data = Vec::with_capacity(rows.len() * feature_names.len());
+    for row in rows {
+        let row = row.borrow();
+        for (name, fill) in feature_names.iter().zip(fill_values) {
+            data.push(row.get(name).copied().unwrap_or(*fill));
+        }
+    }
+    Matrix::from_rows(feature_names.len(), data)
 }
 
 /// The median (mean of the middle two for an even count); `values` is reordered.

@@ -19,7 +19,7 @@ pub mod calibrate;
 pub mod dataset;
 pub mod reservoir;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,11 +30,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::detect::Detector;
+use crate::detect::baseline::{Baseline, Sample, sample_of};
 use crate::detect::models::{ModelSource, ServiceModel};
 use crate::detect::rules::DEFAULT_SERVICE_KEY;
 use crate::forest::{Contamination, IsolationForest, MaxSamples, ModelArtifact};
 use crate::learn::calibrate::calibrate_offset;
-use crate::learn::dataset::{FeatureRow, build_training_set};
+use crate::learn::dataset::{build_training_set, matrix_of};
 use crate::learn::reservoir::Reservoir;
 use crate::parse::{FormatType, Parser, RawLog};
 use crate::pipeline::JudgedLog;
@@ -42,6 +43,9 @@ use crate::settings::{ContaminationSetting, Settings};
 use crate::store::{FeedbackRecord, ModelRecord, Store, StoreError, TrainingJobRecord};
 use crate::sync::lock;
 use crate::telemetry::spawn_blocking_in_span;
+
+/// One in this many logs the model flagged joins its service's sample (see [`Learner::observe`]).
+const FLAGGED_SAMPLE_EVERY: u64 = 10;
 
 /// What the learning loop needs from the settings.
 #[derive(Debug, Clone)]
@@ -53,6 +57,8 @@ pub struct LearnerConfig {
     pub reservoir_size: usize,
     pub max_tracked_services: usize,
     pub models_dir: PathBuf,
+    /// The share of normal logs a service's baseline may flag (`FALSE_ALARM_BUDGET`).
+    pub false_alarm_budget: f64,
 }
 
 impl LearnerConfig {
@@ -65,6 +71,7 @@ impl LearnerConfig {
             reservoir_size: settings.reservoir_size,
             max_tracked_services: settings.max_tracked_services,
             models_dir: settings.models_dir(),
+            false_alarm_budget: settings.false_alarm_budget,
         }
     }
 }
@@ -109,6 +116,8 @@ pub struct ServiceReport {
     pub calibrated_from_feedback: bool,
     pub feedback_normal_added: usize,
     pub feedback_anomalies_excluded: usize,
+    /// Sample rows the baseline left out of the forest as outliers.
+    pub outliers_left_out: usize,
     pub duration_ms: f64,
 }
 
@@ -119,7 +128,7 @@ pub struct Learner {
     parser: Arc<Parser>,
     detector: Arc<Detector>,
     store: Store,
-    reservoirs: Mutex<HashMap<String, Reservoir>>,
+    reservoirs: Mutex<HashMap<String, Reservoir<Sample>>>,
     /// Serialises fits: one at a time, whether a job, an automatic first fit or a scheduled refit.
     training: tokio::sync::Mutex<()>,
     /// The job queued or running, if any.
@@ -165,10 +174,11 @@ impl Learner {
     /// Feeds the logs of a batch that broke no rule to their services' reservoirs and starts an
     /// automatic fit for every service that is due one (see [`Self::wants_automatic_fit`]).
     ///
-    /// Logs the model itself flagged stay in the sample: they are the contamination tail of the
-    /// baseline, and the next fit's offset cuts that tail again. Leaving them out trims the
-    /// baseline at every refit, so each model is narrower than the last: with the simulator's
-    /// normal traffic the false-positive rate went from 7 % to 12 % after a few refits.
+    /// Logs the model flagged join the sample at a tenth of the weight of the others
+    /// ([`FLAGGED_SAMPLE_EVERY`]): a lone anomaly must not become normal, but a change that
+    /// persists (a new endpoint, a new region) has to be learned after a few refits. The
+    /// baseline's cuts come from robust statistics, not from a quantile of the sample, so the
+    /// sample need not keep its tail for the cuts to stay put.
     pub fn observe(self: &Arc<Self>, judged: &[JudgedLog]) {
         let mut ready = Vec::new();
         {
@@ -199,7 +209,12 @@ impl Learner {
                 let Some(reservoir) = reservoirs.get_mut(service) else {
                     continue;
                 };
-                reservoir.offer_with(|| features_of(log));
+                if log.verdict.is_anomaly() {
+                    reservoir
+                        .offer_down_weighted_with(FLAGGED_SAMPLE_EVERY, || sample_of(&log.parsed));
+                } else {
+                    reservoir.offer_with(|| sample_of(&log.parsed));
+                }
                 if self.wants_automatic_fit(service, reservoir.len()) {
                     ready.push(service.to_owned());
                 }
@@ -215,10 +230,21 @@ impl Learner {
             if in_flight.insert(service.clone()) {
                 let learner = Arc::clone(self);
                 tokio::spawn(async move {
-                    learner
-                        .refit_from_reservoir(&service, ModelSource::Auto)
-                        .await;
-                    lock(&learner.auto_in_flight).remove(&service);
+                    // A fit that fell due while this one ran was not started by `observe`:
+                    // check again before giving up the turn.
+                    loop {
+                        learner
+                            .refit_from_reservoir(&service, ModelSource::Auto)
+                            .await;
+                        let held = lock(&learner.reservoirs)
+                            .get(&service)
+                            .map_or(0, Reservoir::len);
+                        let mut in_flight = lock(&learner.auto_in_flight);
+                        if !learner.wants_automatic_fit(&service, held) {
+                            in_flight.remove(&service);
+                            break;
+                        }
+                    }
                 });
             }
         }
@@ -402,7 +428,7 @@ impl Learner {
     /// least one other service succeeded, in which case they are reported in the log.
     async fn fit_and_publish(
         self: &Arc<Self>,
-        groups: Vec<(String, Vec<FeatureRow>)>,
+        groups: Vec<(String, Vec<Sample>)>,
         source: ModelSource,
         job_id: Option<String>,
     ) -> Result<Vec<ServiceReport>, Vec<(String, String)>> {
@@ -460,12 +486,14 @@ impl Learner {
         Ok(reports)
     }
 
-    /// Fits one service's model: its rows plus labeled-normal feedback, minus labeled anomalies,
-    /// then calibrates the threshold on the labels when there are enough.
+    /// Fits one service's model: its rows plus labeled-normal feedback, minus labeled anomalies.
+    /// The baseline is learned first; the rows it finds to be outliers are left out of the
+    /// forest, and the forest's cut comes from the scores of the rest. With enough labels of
+    /// both kinds the forest's offset (the `score`) is calibrated on them.
     fn fit_service(
         &self,
         service: &str,
-        mut rows: Vec<FeatureRow>,
+        mut rows: Vec<Sample>,
         feedback: &[FeedbackRecord],
         source: ModelSource,
         job_id: Option<String>,
@@ -473,11 +501,31 @@ impl Learner {
         let started = Instant::now();
         let (normal_rows, anomalous_rows) = self.labeled_rows(feedback);
         let before = rows.len();
-        rows.retain(|row| !anomalous_rows.contains(row));
+        rows.retain(|row| {
+            !anomalous_rows
+                .iter()
+                .any(|labeled| labeled.features == row.features)
+        });
         let excluded = before - rows.len();
         rows.extend(normal_rows.iter().cloned());
-        let set = build_training_set(&rows, self.config.min_train_samples)
+        let features: Vec<&BTreeMap<String, f64>> = rows.iter().map(|row| &row.features).collect();
+        let set = build_training_set(&features, self.config.min_train_samples)
             .map_err(|error| error.to_string())?;
+        let (mut baseline, outliers) =
+            Baseline::fit(&rows, &set.feature_names, self.config.false_alarm_budget);
+        let inliers: Vec<&BTreeMap<String, f64>> = features
+            .iter()
+            .zip(&outliers)
+            .filter(|(_, outlier)| !**outlier)
+            .map(|(row, _)| *row)
+            .collect();
+        // The forest learns from the rows the baseline keeps, unless that leaves too few.
+        let matrix = if inliers.len() >= self.config.min_train_samples.max(2) {
+            matrix_of(&inliers, &set.feature_names, &set.fill_values)
+                .map_err(|error| error.to_string())?
+        } else {
+            set.matrix.clone()
+        };
         let contamination = match self.config.contamination {
             ContaminationSetting::Auto => Contamination::Auto,
             ContaminationSetting::Fraction(f) => Contamination::Fraction(f),
@@ -489,7 +537,7 @@ impl Learner {
             .seed(self.config.seed)
             .check()
             .map_err(|error| error.to_string())?
-            .fit(&set.matrix)
+            .fit(&matrix)
             .map_err(|error| error.to_string())?;
         let mut artifact = ModelArtifact {
             feature_names: set.feature_names.clone(),
@@ -497,17 +545,19 @@ impl Learner {
             forest,
             metadata: Default::default(),
         };
-        let score_rows = |rows: &[FeatureRow], artifact: &ModelArtifact| -> Vec<f64> {
+        let score_rows = |rows: &[Sample], artifact: &ModelArtifact| -> Vec<f64> {
             let mut row = Vec::new();
             rows.iter()
-                .map(|features| {
+                .map(|sample| {
                     row.clear();
                     row.extend(
                         artifact
                             .feature_names
                             .iter()
                             .zip(&artifact.fill_values)
-                            .map(|(name, fill)| features.get(name).copied().unwrap_or(*fill)),
+                            .map(|(name, fill)| {
+                                sample.features.get(name).copied().unwrap_or(*fill)
+                            }),
                     );
                     artifact.forest.score_sample(&row)
                 })
@@ -515,10 +565,10 @@ impl Learner {
         };
         let normal_scores = score_rows(&normal_rows, &artifact);
         let anomalous_scores = score_rows(&anomalous_rows, &artifact);
+        let training_scores = artifact.forest.score_samples(&matrix);
         let calibrated = if normal_scores.is_empty() || anomalous_scores.is_empty() {
             None
         } else {
-            let training_scores = artifact.forest.score_samples(&set.matrix);
             calibrate_offset(
                 &normal_scores,
                 &anomalous_scores,
@@ -529,6 +579,8 @@ impl Learner {
         if let Some(offset) = calibrated {
             artifact.forest = artifact.forest.with_offset(offset);
         }
+        let offset = artifact.forest.offset();
+        baseline.set_forest_cut(training_scores.iter().map(|s| s - offset).collect());
         let trained_at = Utc::now();
         artifact
             .metadata
@@ -539,6 +591,10 @@ impl Learner {
         artifact
             .metadata
             .insert("source".to_owned(), source.as_str().to_owned());
+        artifact.metadata.insert(
+            ServiceModel::BASELINE_KEY.to_owned(),
+            serde_json::to_string(&baseline).map_err(|error| error.to_string())?,
+        );
         let report = ServiceReport {
             service: service.to_owned(),
             samples: rows.len(),
@@ -547,6 +603,7 @@ impl Learner {
             calibrated_from_feedback: calibrated.is_some(),
             feedback_normal_added: normal_rows.len(),
             feedback_anomalies_excluded: excluded,
+            outliers_left_out: baseline.outliers,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         };
         let model = ServiceModel {
@@ -556,12 +613,14 @@ impl Learner {
             trained_at,
             source,
             job_id,
+            baseline: Some(baseline),
         };
         Ok((model, report))
     }
 
-    /// Feature rows of labeled-normal and labeled-anomalous feedback (unparseable records skipped).
-    fn labeled_rows(&self, feedback: &[FeedbackRecord]) -> (Vec<FeatureRow>, Vec<FeatureRow>) {
+    /// Samples of labeled-normal (trusted) and labeled-anomalous feedback (unparseable records
+    /// skipped).
+    fn labeled_rows(&self, feedback: &[FeedbackRecord]) -> (Vec<Sample>, Vec<Sample>) {
         let mut normal = Vec::new();
         let mut anomalous = Vec::new();
         for record in feedback {
@@ -571,15 +630,12 @@ impl Learner {
             let Ok(parsed) = self.parser.parse(&raw) else {
                 continue;
             };
-            let row: FeatureRow = parsed
-                .features
-                .iter()
-                .map(|(name, value)| (name.to_string(), value))
-                .collect();
+            let mut sample = sample_of(&parsed);
             if record.is_anomaly {
-                anomalous.push(row);
+                anomalous.push(sample);
             } else {
-                normal.push(row);
+                sample.trusted = true;
+                normal.push(sample);
             }
         }
         (normal, anomalous)
@@ -634,6 +690,7 @@ impl Learner {
             let path = PathBuf::from(&record.path);
             match load_artifact(path.clone()).await {
                 Ok(artifact) => loaded.push(ServiceModel {
+                    baseline: ServiceModel::baseline_of(&artifact),
                     service: record.service,
                     artifact,
                     training_samples: record.training_samples,
@@ -660,6 +717,7 @@ impl Learner {
                         tracing::info!(service, path = %path.display(), "MODEL_PATH skipped: a newer model of this service is stored.");
                     } else {
                         loaded.push(ServiceModel {
+                            baseline: ServiceModel::baseline_of(&artifact),
                             service,
                             artifact,
                             training_samples: 0,
@@ -701,12 +759,9 @@ impl Learner {
                 let Ok(parsed) = learner.parser.parse(&raw) else {
                     continue;
                 };
-                let verdict = learner.detector.evaluate(
-                    &models,
-                    &raw.service,
-                    |name| parsed.features.get(name),
-                    &mut row,
-                );
+                let verdict = learner
+                    .detector
+                    .evaluate(&models, &raw.service, &parsed, &mut row);
                 judged += 1;
                 agree += usize::from(verdict.is_anomaly() == record.is_anomaly);
             }
@@ -720,32 +775,21 @@ impl Learner {
 
 /// Parses posted logs and groups their features by service; returns the groups and the count of
 /// logs that could not be parsed.
-fn group_by_service(parser: &Parser, logs: Vec<RawLog>) -> (Vec<(String, Vec<FeatureRow>)>, usize) {
-    let mut groups: HashMap<String, Vec<FeatureRow>> = HashMap::new();
+fn group_by_service(parser: &Parser, logs: Vec<RawLog>) -> (Vec<(String, Vec<Sample>)>, usize) {
+    let mut groups: HashMap<String, Vec<Sample>> = HashMap::new();
     let mut unparseable = 0;
     for raw in logs {
         match parser.parse(&raw) {
-            Ok(parsed) => groups.entry(raw.service).or_default().push(
-                parsed
-                    .features
-                    .iter()
-                    .map(|(name, value)| (name.to_string(), value))
-                    .collect(),
-            ),
+            Ok(parsed) => groups
+                .entry(raw.service)
+                .or_default()
+                .push(sample_of(&parsed)),
             Err(_) => unparseable += 1,
         }
     }
     let mut groups: Vec<_> = groups.into_iter().collect();
     groups.sort_by(|a, b| a.0.cmp(&b.0));
     (groups, unparseable)
-}
-
-fn features_of(log: &JudgedLog) -> FeatureRow {
-    log.parsed
-        .features
-        .iter()
-        .map(|(name, value)| (name.to_string(), value))
-        .collect()
 }
 
 fn raw_log_of(record: &FeedbackRecord) -> Option<RawLog> {

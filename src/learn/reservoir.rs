@@ -5,30 +5,30 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::learn::dataset::FeatureRow;
-
-/// At most `capacity` feature rows.
+/// At most `capacity` rows (a service's training samples).
 #[derive(Debug)]
-pub struct Reservoir {
+pub struct Reservoir<T> {
     capacity: usize,
-    rows: Vec<FeatureRow>,
+    rows: Vec<T>,
     seen_since_fit: u64,
+    down_weighted: u64,
     rng: StdRng,
 }
 
-impl Reservoir {
+impl<T: Clone> Reservoir<T> {
     pub fn new(capacity: usize, seed: u64) -> Self {
         Self {
             capacity: capacity.max(1),
             rows: Vec::new(),
             seen_since_fit: 0,
+            down_weighted: 0,
             rng: StdRng::seed_from_u64(seed),
         }
     }
 
     /// Offers one row; it is kept with probability capacity / seen. The row is built only when
     /// kept, so a busy service pays for sampling only on the few logs that stay.
-    pub fn offer_with(&mut self, row: impl FnOnce() -> FeatureRow) {
+    pub fn offer_with(&mut self, row: impl FnOnce() -> T) {
         self.seen_since_fit += 1;
         if self.rows.len() < self.capacity {
             self.rows.push(row());
@@ -43,8 +43,18 @@ impl Reservoir {
         }
     }
 
+    /// Offers one row of every `every` given this way: a log the model flagged joins the
+    /// sample at a tenth of a normal log's weight, say, so a lone anomaly does not become normal
+    /// while a change that persists is learned after a few refits.
+    pub fn offer_down_weighted_with(&mut self, every: u64, row: impl FnOnce() -> T) {
+        self.down_weighted += 1;
+        if self.down_weighted.is_multiple_of(every.max(1)) {
+            self.offer_with(row);
+        }
+    }
+
     /// Offers one row that is already built.
-    pub fn offer(&mut self, row: FeatureRow) {
+    pub fn offer(&mut self, row: T) {
         self.offer_with(|| row);
     }
 
@@ -57,7 +67,7 @@ impl Reservoir {
     }
 
     /// A copy of the rows for a fit; the count restarts so newer logs replace older ones.
-    pub fn take_snapshot(&mut self) -> Vec<FeatureRow> {
+    pub fn take_snapshot(&mut self) -> Vec<T> {
         self.seen_since_fit = 0;
         self.rows.clone()
     }
@@ -66,6 +76,7 @@ impl Reservoir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::learn::dataset::FeatureRow;
 
     fn row(value: f64) -> FeatureRow {
         FeatureRow::from([("x".to_owned(), value)])
@@ -78,6 +89,15 @@ mod tests {
             reservoir.offer(row(f64::from(i)));
         }
         assert_eq!(reservoir.len(), 10);
+    }
+
+    #[test]
+    fn down_weighted_rows_join_one_in_every() {
+        let mut reservoir = Reservoir::new(100, 42);
+        for i in 0..50 {
+            reservoir.offer_down_weighted_with(10, || row(f64::from(i)));
+        }
+        assert_eq!(reservoir.len(), 5);
     }
 
     #[test]

@@ -236,11 +236,11 @@ pub async fn run(args: &Args, shutdown: impl Future<Output = ()>) -> anyhow::Res
                 progress.clear();
                 eprintln!("warning: batch of {size} logs rejected: {error}");
             }
-        } else if let (Err(error), None) = (&outcome.result, outcome.status) {
-            if !args.quiet {
-                progress.clear();
-                eprintln!("warning: batch of {size} logs not delivered: {error}");
-            }
+        } else if let (Err(error), None) = (&outcome.result, outcome.status)
+            && !args.quiet
+        {
+            progress.clear();
+            eprintln!("warning: batch of {size} logs not delivered: {error}");
         }
         progress.update(&tally, started.elapsed());
 

@@ -268,7 +268,7 @@ impl Store {
         self.read(move |connection| {
             let mut sql = String::from(
                 "SELECT id, timestamp, service, source, log_level, message, anomaly_score, rule_violation, \
-                 detector, violations, features, raw_log, metadata, context FROM anomalies WHERE 1 = 1",
+                 detector, violations, features, raw_log, metadata, context, reasons FROM anomalies WHERE 1 = 1",
             );
             let mut values: Vec<rusqlite::types::Value> = Vec::new();
             if let Some(service) = &query.service {
@@ -700,8 +700,8 @@ fn insert_batches(
     {
         let mut insert = transaction.prepare_cached(
             "INSERT INTO anomalies (timestamp, timestamp_ms, service, source, log_level, message, \
-             anomaly_score, rule_violation, detector, violations, features, raw_log, metadata, context) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             anomaly_score, rule_violation, detector, violations, features, raw_log, metadata, context, \
+             reasons) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         for records in batches {
             let mut ids = Vec::with_capacity(records.len());
@@ -721,6 +721,7 @@ fn insert_batches(
                     record.raw_log,
                     to_json(&record.metadata),
                     to_json(&record.context),
+                    to_json(&record.reasons),
                 ])?;
                 ids.push(transaction.last_insert_rowid());
             }
@@ -739,6 +740,7 @@ fn anomaly_from_row(row: &Row<'_>) -> Result<AnomalyRecord, StoreError> {
     let features: String = row.get(10)?;
     let metadata: String = row.get(12)?;
     let context: String = row.get(13)?;
+    let reasons: String = row.get(14)?;
     Ok(AnomalyRecord {
         id: row.get(0)?,
         timestamp: parse_timestamp(&timestamp)?,
@@ -754,6 +756,7 @@ fn anomaly_from_row(row: &Row<'_>) -> Result<AnomalyRecord, StoreError> {
             DetectorKind::Rule
         },
         violations: from_json("anomalies.violations", &violations)?,
+        reasons: from_json("anomalies.reasons", &reasons)?,
         features: from_json("anomalies.features", &features)?,
         raw_log: row.get(11)?,
         metadata: from_json("anomalies.metadata", &metadata)?,
@@ -820,6 +823,7 @@ mod tests {
                 threshold: 1.0,
                 value: 2.0,
             }],
+            reasons: Vec::new(),
             features: BTreeMap::from([("latency".to_owned(), 2.0)]),
             raw_log: "{}".to_owned(),
             metadata: Map::new(),

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::detect::DetectorKind;
+use crate::detect::baseline::Reason;
 use crate::detect::rules::RuleViolation;
 
-/// A stored anomaly: the contract's `AnomalyRecord` plus `id`, `detector` and `violations`.
+/// A stored anomaly: the contract's `AnomalyRecord` plus `id`, `detector`, `violations` and
+/// `reasons`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnomalyRecord {
     pub id: i64,
@@ -24,6 +26,9 @@ pub struct AnomalyRecord {
     pub rule_violation: bool,
     pub detector: DetectorKind,
     pub violations: Vec<RuleViolation>,
+    /// Why the model flagged it, strongest first (empty for rule anomalies).
+    #[serde(default)]
+    pub reasons: Vec<Reason>,
     pub features: BTreeMap<String, f64>,
     pub raw_log: String,
     pub metadata: Map<String, Value>,

@@ -6,7 +6,8 @@ use crate::store::StoreError;
 
 /// Each entry moves the schema from version `index` to `index + 1`. Never edit a shipped entry:
 /// append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE anomalies (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     timestamp     TEXT    NOT NULL,
@@ -64,7 +65,11 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE anomalies ADD COLUMN reasons TEXT NOT NULL DEFAULT '[]';
+"#,
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

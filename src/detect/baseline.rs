@@ -1,0 +1,1179 @@
+//! A service's learned baseline: what "normal" means for it, and the evidence that a log is not.
+//! Pure; fitted by the learning loop from the same sample as the forest.
+//!
+//! A vanilla isolation forest misses what matters most on an on-call night: a feature that was
+//! constant is never split on, so a new value of it is invisible; a far spike isolates barely
+//! faster than an ordinary log in a corner of the data; a joint shift of several features, each
+//! in range, is poorly cut by axis-parallel splits. So the baseline combines four sources, each
+//! with its own share of the false-alarm budget `B` (`FALSE_ALARM_BUDGET`, the share of normal
+//! logs a service may flag):
+//!
+//! 1. **Features**: per numeric feature, the median and a robust scale on each side (the larger of
+//!    the MAD and the 2.5 % tail, so skewed or heavy tails widen their own side), on a log scale
+//!    when that makes the feature more symmetric (durations, sizes, counts). A log is flagged when
+//!    a feature's robust z-score passes the two-sided normal cut for `B/2` shared by the features.
+//! 2. **Categories**: text fields (level, status words, method, endpoint, region, …) and numeric
+//!    features with at most 16 distinct values. A field is *closed* when the Good–Turing estimate
+//!    of the chance of a value never seen (values seen once, over the logs) is within `B/2`; a
+//!    value of a closed field that the baseline has not seen at least twice is flagged. Open
+//!    fields (identifiers, hosts of a large fleet, free text) never count by being new.
+//! 3. **Joint**: the robust Mahalanobis distance of the continuous features' z-scores, with a
+//!    covariance fitted on the rows that no feature flags and re-fitted without the rows beyond
+//!    its 0.1 % cut; flagged past the chi-square cut for `B/4` (widened when the sample's own
+//!    97.5 % quantile shows heavier tails than a normal distribution's).
+//! 4. **Forest**: the isolation forest's decision score below a cut for `B/4`, fitted as the
+//!    median minus the normal quantile times the lower robust scale of the outlier-free rows'
+//!    scores, and below 0 and `ANOMALY_THRESHOLD` as the contract requires.
+//!
+//! Every cut is scale-free and comes from medians and quantiles that a few percent of anomalies
+//! in the sample barely move; rows that the features or the joint distance flag are left out of
+//! the categories, the covariance and the forest. Each flag comes with a [`Reason`] that an
+//! engineer can read: the feature, its value and its usual range; the field and the new value.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::stats::{
+    MAD_TO_SD, chi_square_upper, invert, mad, median, normal_quantile, quantile,
+};
+use crate::parse::ParsedLog;
+
+/// The default `FALSE_ALARM_BUDGET`: one normal log in a thousand may be flagged.
+pub const DEFAULT_FALSE_ALARM_BUDGET: f64 = 0.001;
+/// Share of the budget for the per-feature cuts (all features together).
+const FEATURE_SHARE: f64 = 0.5;
+/// Share of the budget for the joint distance.
+const JOINT_SHARE: f64 = 0.25;
+/// Share of the budget for the forest.
+const FOREST_SHARE: f64 = 0.25;
+/// Share of the budget a closed field's unseen values may take (Good–Turing).
+const CLOSED_FIELD_SHARE: f64 = 0.5;
+/// A field whose logs show more distinct values than this is open: never judged by newness.
+pub const MAX_VOCABULARY: usize = 32;
+/// A numeric feature with at most this many distinct values is also judged as a category.
+const MAX_DISCRETE_VALUES: usize = 16;
+/// Text fields kept per baseline.
+const MAX_CATEGORY_FIELDS: usize = 32;
+/// Continuous features in the joint distance.
+const MAX_JOINT_FEATURES: usize = 16;
+/// A value is known once the sample holds it this often (or an operator labeled it normal).
+const MIN_KNOWN_COUNT: usize = 2;
+/// A text field must be in this share of the logs to be judged.
+const PRESENCE_SHARE: f64 = 0.5;
+/// Added to the z-scores' covariance, so collinear features do not make tiny moves look far.
+const RIDGE: f64 = 0.01;
+/// Reasons kept per anomaly.
+const MAX_REASONS: usize = 4;
+/// Known values listed in a reason.
+const LISTED_VALUES: usize = 8;
+/// Text values longer than this are not categories (see [`category_fields`]).
+pub const MAX_CATEGORY_TEXT: usize = 64;
+/// Text fields taken from one log for the baseline.
+pub const MAX_CATEGORIES_PER_LOG: usize = 16;
+
+/// What the baseline reads of a log.
+pub trait Observation {
+    /// A numeric feature, in base units.
+    fn feature(&self, name: &str) -> Option<f64>;
+    /// A text field: `level`, or an attribute by name.
+    fn category(&self, field: &str) -> Option<&str>;
+}
+
+/// One training log, as the baseline learns from it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    pub features: BTreeMap<String, f64>,
+    /// Text fields short enough to be categories ([`category_fields`]).
+    pub categories: BTreeMap<String, String>,
+    /// Labeled normal by an operator: never left out as an outlier, and its values count as known.
+    pub trusted: bool,
+}
+
+impl Observation for Sample {
+    fn feature(&self, name: &str) -> Option<f64> {
+        self.features.get(name).copied()
+    }
+
+    fn category(&self, field: &str) -> Option<&str> {
+        self.categories.get(field).map(String::as_str)
+    }
+}
+
+impl<T: Observation + ?Sized> Observation for &T {
+    fn feature(&self, name: &str) -> Option<f64> {
+        (**self).feature(name)
+    }
+
+    fn category(&self, field: &str) -> Option<&str> {
+        (**self).category(field)
+    }
+}
+
+impl Observation for ParsedLog {
+    fn feature(&self, name: &str) -> Option<f64> {
+        self.features.get(name)
+    }
+
+    fn category(&self, field: &str) -> Option<&str> {
+        if field == "level" {
+            return self.level.as_deref();
+        }
+        self.attributes.get(field).map(String::as_str)
+    }
+}
+
+/// The sample a parsed log gives the baseline.
+pub fn sample_of(log: &ParsedLog) -> Sample {
+    Sample {
+        features: log
+            .features
+            .iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
+        categories: category_fields(
+            log.level.as_deref(),
+            log.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
+        trusted: false,
+    }
+}
+
+/// The text fields of a log that may be categories: its level and its short attributes, at most
+/// [`MAX_CATEGORIES_PER_LOG`], so a log with thousands of fields cannot grow the sample.
+pub fn category_fields<'a>(
+    level: Option<&'a str>,
+    attributes: impl Iterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, String> {
+    let short = |text: &str| !text.is_empty() && text.len() <= MAX_CATEGORY_TEXT;
+    level
+        .filter(|level| short(level))
+        .map(|level| ("level", level))
+        .into_iter()
+        .chain(attributes.filter(|(name, value)| *name != "level" && short(name) && short(value)))
+        .take(MAX_CATEGORIES_PER_LOG)
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// Which way a value lies from the median.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    High,
+    Low,
+}
+
+impl Direction {
+    fn of(z: f64) -> Self {
+        if z >= 0.0 { Self::High } else { Self::Low }
+    }
+}
+
+/// One feature of a joint shift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub feature: String,
+    pub value: f64,
+    pub median: f64,
+    pub direction: Direction,
+}
+
+/// What the evidence was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evidence {
+    /// One feature far from its usual range.
+    Feature {
+        feature: String,
+        value: f64,
+        median: f64,
+        typical_low: f64,
+        typical_high: f64,
+        direction: Direction,
+        /// The robust z-score, and the cut it passed.
+        z: f64,
+        cut: f64,
+    },
+    /// A value the field never had in the baseline.
+    NewCategory {
+        field: String,
+        value: String,
+        known: Vec<String>,
+    },
+    /// Several features together far from their usual combination.
+    Joint {
+        distance: f64,
+        cut: f64,
+        features: Vec<Contribution>,
+    },
+    /// Isolated by the forest, with nothing simpler to say.
+    Forest { score: f64, cut: f64 },
+}
+
+/// Why a log is an anomaly: the evidence and one line for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    #[serde(flatten)]
+    pub evidence: Evidence,
+    pub summary: String,
+}
+
+impl Reason {
+    fn new(evidence: Evidence) -> Self {
+        let summary = match &evidence {
+            Evidence::Feature {
+                feature,
+                value,
+                median,
+                typical_low,
+                typical_high,
+                direction,
+                ..
+            } => format!(
+                "{feature} {} is far {} its usual {}–{} (median {})",
+                number(*value),
+                match direction {
+                    Direction::High => "above",
+                    Direction::Low => "below",
+                },
+                number(*typical_low),
+                number(*typical_high),
+                number(*median),
+            ),
+            Evidence::NewCategory {
+                field,
+                value,
+                known,
+            } => format!(
+                "{field} {value:?} was never seen for this service (usual: {})",
+                known.join(", ")
+            ),
+            Evidence::Joint { features, .. } => {
+                let parts: Vec<String> = features
+                    .iter()
+                    .map(|c| {
+                        let way = match c.direction {
+                            Direction::High => "high",
+                            Direction::Low => "low",
+                        };
+                        format!(
+                            "{} {} ({way}, median {})",
+                            c.feature,
+                            number(c.value),
+                            number(c.median)
+                        )
+                    })
+                    .collect();
+                format!("unusual combination: {}", parts.join(", "))
+            }
+            Evidence::Forest { score, cut } => format!(
+                "isolated by the forest: score {} below its cut {}",
+                number(*score),
+                number(*cut)
+            ),
+        };
+        Self { evidence, summary }
+    }
+}
+
+/// A number as people write it: integers without decimals, others with four significant digits.
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        let digits = (3 - value.abs().log10().floor() as i32).clamp(0, 8) as usize;
+        let text = format!("{value:.digits$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            text
+        }
+    }
+}
+
+/// Sign-preserving `ln(1 + |x|)`: a log scale that is defined everywhere and monotone.
+fn to_log_scale(x: f64) -> f64 {
+    x.signum() * x.abs().ln_1p()
+}
+
+fn from_log_scale(y: f64) -> f64 {
+    y.signum() * y.abs().exp_m1()
+}
+
+/// Tail-based skewness in [-1, 1]: where the median sits between the 10 % and 90 % quantiles.
+fn skewness(sorted: &[f64]) -> f64 {
+    let (Some(low), Some(mid), Some(high)) = (
+        quantile(sorted, 0.1),
+        quantile(sorted, 0.5),
+        quantile(sorted, 0.9),
+    ) else {
+        return 0.0;
+    };
+    if high > low {
+        (high + low - 2.0 * mid) / (high - low)
+    } else {
+        0.0
+    }
+}
+
+/// One numeric feature's baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureBaseline {
+    pub name: String,
+    /// Judged on `ln(1 + x)` rather than `x`.
+    pub log_scale: bool,
+    /// The median on the judged scale, and the robust scale below and above it.
+    pub center: f64,
+    pub lower_scale: f64,
+    pub upper_scale: f64,
+    /// For people, in the feature's own units: the median and the 90 % band.
+    pub median: f64,
+    pub typical_low: f64,
+    pub typical_high: f64,
+    /// For a feature with few distinct values: those seen at least twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_values: Option<Vec<f64>>,
+    /// Whether a value outside `known_values` is evidence by itself.
+    #[serde(default)]
+    pub closed: bool,
+    /// Its position in the joint distance, if it takes part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joint_slot: Option<usize>,
+}
+
+impl FeatureBaseline {
+    /// Fits a feature on its values in the sample; `trusted` ones always count as known.
+    fn fit(name: &str, mut values: Vec<f64>, trusted: &[f64], budget: f64) -> Self {
+        values.retain(|v| v.is_finite());
+        values.sort_by(f64::total_cmp);
+        let log_scale = values.first().is_some_and(|min| *min >= 0.0) && {
+            let logged: Vec<f64> = values.iter().map(|v| to_log_scale(*v)).collect();
+            skewness(&logged).abs() < skewness(&values).abs()
+        };
+        let scaled: Vec<f64> = if log_scale {
+            values.iter().map(|v| to_log_scale(*v)).collect()
+        } else {
+            values.clone()
+        };
+        let center = median(&scaled);
+        let spread = MAD_TO_SD * mad(&scaled, center);
+        // The smallest scale worth telling apart from zero at this magnitude.
+        let floor = 1e-9 * center.abs().max(1.0);
+        let side = |tail_975: Option<f64>, tail_995: Option<f64>| {
+            let by_tail = tail_975.map_or(0.0, |q| (q - center).abs() / 1.959_964);
+            let scale = spread.max(by_tail);
+            if scale > floor {
+                return scale;
+            }
+            let by_far_tail = tail_995.map_or(0.0, |q| (q - center).abs() / 2.575_829);
+            by_far_tail.max(floor)
+        };
+        let lower_scale = side(quantile(&scaled, 0.025), quantile(&scaled, 0.005));
+        let upper_scale = side(quantile(&scaled, 0.975), quantile(&scaled, 0.995));
+        let raw = |y: f64| if log_scale { from_log_scale(y) } else { y };
+        let band = normal_quantile(0.95);
+        let (known_values, closed) = discrete_values(&values, trusted, budget);
+        Self {
+            name: name.to_owned(),
+            log_scale,
+            center,
+            lower_scale,
+            upper_scale,
+            median: raw(center),
+            typical_low: raw(center - band * lower_scale),
+            typical_high: raw(center + band * upper_scale),
+            known_values,
+            closed,
+            joint_slot: None,
+        }
+    }
+
+    /// The robust z-score of a value: negative below the median.
+    pub fn z(&self, value: f64) -> f64 {
+        let scaled = if self.log_scale {
+            to_log_scale(value)
+        } else {
+            value
+        };
+        let deviation = scaled - self.center;
+        if deviation >= 0.0 {
+            deviation / self.upper_scale
+        } else {
+            deviation / self.lower_scale
+        }
+    }
+
+    fn is_known(&self, value: f64) -> bool {
+        self.known_values
+            .as_ref()
+            .is_some_and(|known| known.contains(&value))
+    }
+}
+
+/// The values of a feature with few distinct ones: those seen at least [`MIN_KNOWN_COUNT`] times
+/// or trusted, and whether the feature is closed. `None` for a continuous feature.
+fn discrete_values(sorted: &[f64], trusted: &[f64], budget: f64) -> (Option<Vec<f64>>, bool) {
+    let mut runs: Vec<(f64, usize)> = Vec::new();
+    for value in sorted {
+        match runs.last_mut() {
+            Some((last, count)) if last == value => *count += 1,
+            _ => {
+                if runs.len() == MAX_DISCRETE_VALUES {
+                    return (None, false);
+                }
+                runs.push((*value, 1));
+            }
+        }
+    }
+    if runs.is_empty() {
+        return (None, false);
+    }
+    let singletons = runs
+        .iter()
+        .filter(|(value, count)| *count < MIN_KNOWN_COUNT && !trusted.contains(value))
+        .count();
+    let closed = singletons as f64 <= budget * CLOSED_FIELD_SHARE * sorted.len() as f64;
+    let known = runs
+        .iter()
+        .filter(|(value, count)| *count >= MIN_KNOWN_COUNT || trusted.contains(value))
+        .map(|(value, _)| *value)
+        .collect();
+    (Some(known), closed)
+}
+
+/// One text field's baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryBaseline {
+    pub field: String,
+    /// Values seen at least twice (or labeled normal), most frequent first; empty when open.
+    pub known: Vec<String>,
+    /// Whether a value outside `known` is evidence.
+    pub closed: bool,
+}
+
+/// Counts a field's values, up to [`MAX_VOCABULARY`] distinct ones.
+#[derive(Debug, Default)]
+struct FieldCounts<'a> {
+    present: usize,
+    values: HashMap<&'a str, (usize, bool)>,
+    overflow: bool,
+}
+
+fn fit_categories<'a>(
+    samples: impl Iterator<Item = &'a Sample>,
+    budget: f64,
+) -> Vec<CategoryBaseline> {
+    let mut fields: HashMap<&str, FieldCounts> = HashMap::new();
+    let mut rows = 0usize;
+    for sample in samples {
+        rows += 1;
+        for (field, value) in &sample.categories {
+            let counts = fields.entry(field.as_str()).or_default();
+            counts.present += 1;
+            let known = counts.values.len() < MAX_VOCABULARY;
+            match counts.values.get_mut(value.as_str()) {
+                Some((count, trusted)) => {
+                    *count += 1;
+                    *trusted |= sample.trusted;
+                }
+                None if known => {
+                    counts.values.insert(value.as_str(), (1, sample.trusted));
+                }
+                None => counts.overflow = true,
+            }
+        }
+    }
+    let needed = (rows as f64 * PRESENCE_SHARE).ceil().max(1.0) as usize;
+    let mut kept: Vec<(&str, FieldCounts)> = fields
+        .into_iter()
+        .filter(|(_, counts)| counts.present >= needed)
+        .collect();
+    // The most common fields first, then by name, so the cap keeps the same ones every time.
+    kept.sort_by(|a, b| b.1.present.cmp(&a.1.present).then(a.0.cmp(b.0)));
+    kept.truncate(MAX_CATEGORY_FIELDS);
+    kept.sort_by(|a, b| a.0.cmp(b.0));
+    kept.into_iter()
+        .map(|(field, counts)| {
+            let singletons = counts
+                .values
+                .values()
+                .filter(|(count, trusted)| *count < MIN_KNOWN_COUNT && !trusted)
+                .count();
+            let closed = !counts.overflow
+                && singletons as f64 <= budget * CLOSED_FIELD_SHARE * counts.present as f64;
+            let mut known: Vec<(&str, usize)> = if counts.overflow {
+                Vec::new()
+            } else {
+                counts
+                    .values
+                    .iter()
+                    .filter(|(_, (count, trusted))| *count >= MIN_KNOWN_COUNT || *trusted)
+                    .map(|(value, (count, _))| (*value, *count))
+                    .collect()
+            };
+            known.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            CategoryBaseline {
+                field: field.to_owned(),
+                known: known.into_iter().map(|(v, _)| v.to_owned()).collect(),
+                closed,
+            }
+        })
+        .collect()
+}
+
+/// The joint distance of the continuous features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JointBaseline {
+    /// Names of the features, in slot order.
+    pub features: Vec<String>,
+    /// Mean z-score per slot.
+    pub mean: Vec<f64>,
+    /// Inverse covariance of the z-scores, row-major.
+    pub precision: Vec<f64>,
+    /// Cut on the squared distance.
+    pub cut: f64,
+}
+
+impl JointBaseline {
+    fn fit(rows: &[Vec<f64>], budget: f64) -> Option<Self> {
+        let dims = rows.first()?.len();
+        if dims < 2 || rows.len() < 2 * dims + 2 {
+            return None;
+        }
+        let (mean, precision) = covariance_inverse(rows.iter(), dims)?;
+        let trim = chi_square_upper(dims, 0.001);
+        let kept: Vec<&Vec<f64>> = rows
+            .iter()
+            .filter(|row| squared_distance(row, &mean, &precision) <= trim)
+            .collect();
+        let (mean, precision) = if kept.len() >= 2 * dims + 2 {
+            covariance_inverse(kept.iter().copied(), dims)?
+        } else {
+            (mean, precision)
+        };
+        let mut distances: Vec<f64> = kept
+            .iter()
+            .map(|row| squared_distance(row, &mean, &precision))
+            .collect();
+        distances.sort_by(f64::total_cmp);
+        let expected = chi_square_upper(dims, 0.025);
+        let widening = quantile(&distances, 0.975).map_or(1.0, |q| (q / expected).max(1.0));
+        Some(Self {
+            features: Vec::new(),
+            mean,
+            precision,
+            cut: chi_square_upper(dims, budget * JOINT_SHARE) * widening,
+        })
+    }
+
+    fn dims(&self) -> usize {
+        self.mean.len()
+    }
+}
+
+/// The mean and the inverse of the (ridged) covariance of `rows`.
+fn covariance_inverse<'a>(
+    rows: impl Iterator<Item = &'a Vec<f64>> + Clone,
+    dims: usize,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    let mut mean = vec![0.0; dims];
+    let mut count = 0usize;
+    for row in rows.clone() {
+        count += 1;
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v;
+        }
+    }
+    if count < 2 {
+        return None;
+    }
+    for m in &mut mean {
+        *m /= count as f64;
+    }
+    let mut covariance = vec![0.0; dims * dims];
+    for row in rows {
+        for i in 0..dims {
+            let di = row[i] - mean[i];
+            for j in i..dims {
+                covariance[i * dims + j] += di * (row[j] - mean[j]);
+            }
+        }
+    }
+    for i in 0..dims {
+        for j in i..dims {
+            let value = covariance[i * dims + j] / (count - 1) as f64;
+            covariance[i * dims + j] = value;
+            covariance[j * dims + i] = value;
+        }
+        covariance[i * dims + i] += RIDGE;
+    }
+    Some((mean, invert(&covariance, dims)?))
+}
+
+fn squared_distance(z: &[f64], mean: &[f64], precision: &[f64]) -> f64 {
+    let dims = mean.len();
+    let mut total = 0.0;
+    for i in 0..dims {
+        let di = z[i] - mean[i];
+        let mut row = 0.0;
+        for j in 0..dims {
+            row += precision[i * dims + j] * (z[j] - mean[j]);
+        }
+        total += di * row;
+    }
+    total
+}
+
+/// A service's baseline: see the module documentation for the verdict rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// The false-alarm budget the cuts were set for.
+    pub budget: f64,
+    /// Logs it was learned from, and how many of them were left out as outliers.
+    pub samples: usize,
+    pub outliers: usize,
+    /// The per-feature cut on robust z-scores.
+    pub feature_cut: f64,
+    pub features: Vec<FeatureBaseline>,
+    pub categories: Vec<CategoryBaseline>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joint: Option<JointBaseline>,
+    /// The forest's cut on its decision score, before 0 and `ANOMALY_THRESHOLD` apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forest_cut: Option<f64>,
+}
+
+/// Why a stored baseline cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("the model's baseline is inconsistent: {0}")]
+pub struct BaselineError(&'static str);
+
+impl Baseline {
+    /// Learns a baseline for `features` (the forest's columns) from `samples`, with cuts for
+    /// `budget`. Also returns, per sample, whether it was left out as an outlier, so the forest
+    /// can be fitted without them.
+    pub fn fit(samples: &[Sample], features: &[String], budget: f64) -> (Self, Vec<bool>) {
+        let budget = budget.clamp(f64::MIN_POSITIVE, 0.5);
+        let tests = (2 * features.len()).max(1) as f64;
+        let feature_cut = normal_quantile(1.0 - budget * FEATURE_SHARE / tests);
+        let fit_features = |included: &dyn Fn(usize) -> bool| -> Vec<FeatureBaseline> {
+            features
+                .iter()
+                .map(|name| {
+                    let mut values = Vec::new();
+                    let mut trusted = Vec::new();
+                    for (index, sample) in samples.iter().enumerate() {
+                        if let Some(value) = sample.features.get(name) {
+                            if sample.trusted {
+                                trusted.push(*value);
+                            }
+                            if included(index) {
+                                values.push(*value);
+                            }
+                        }
+                    }
+                    FeatureBaseline::fit(name, values, &trusted, budget)
+                })
+                .collect()
+        };
+        let mut baseline = Self {
+            budget,
+            samples: samples.len(),
+            outliers: 0,
+            feature_cut,
+            features: fit_features(&|_| true),
+            categories: Vec::new(),
+            joint: None,
+            forest_cut: None,
+        };
+        let mut outlier: Vec<bool> = samples
+            .iter()
+            .map(|sample| !sample.trusted && baseline.has_far_feature(sample))
+            .collect();
+        if outlier.iter().filter(|o| !**o).count() >= 2 {
+            baseline.features = fit_features(&|index| !outlier[index]);
+        }
+        baseline.categories = fit_categories(
+            samples
+                .iter()
+                .zip(&outlier)
+                .filter(|(_, o)| !**o)
+                .map(|(s, _)| s),
+            budget,
+        );
+        baseline.fit_joint(samples, &outlier);
+        if let Some(joint) = &baseline.joint {
+            for (sample, outlier) in samples.iter().zip(outlier.iter_mut()) {
+                if !*outlier && !sample.trusted {
+                    let z = baseline.joint_z(sample, joint.dims());
+                    *outlier = squared_distance(&z, &joint.mean, &joint.precision) > joint.cut;
+                }
+            }
+        }
+        baseline.outliers = outlier.iter().filter(|o| **o).count();
+        (baseline, outlier)
+    }
+
+    /// Sets the forest's cut from the decision scores of the rows that were not outliers.
+    pub fn set_forest_cut(&mut self, mut scores: Vec<f64>) {
+        scores.retain(|s| s.is_finite());
+        scores.sort_by(f64::total_cmp);
+        let center = median(&scores);
+        let lower = quantile(&scores, 0.025).map_or(0.0, |q| (center - q) / 1.959_964);
+        let scale = (MAD_TO_SD * mad(&scores, center)).max(lower);
+        self.forest_cut = (scale > 0.0)
+            .then(|| center - normal_quantile(1.0 - self.budget * FOREST_SHARE) * scale);
+    }
+
+    /// Checks a baseline read from a model file before it judges anything.
+    ///
+    /// # Errors
+    /// Joint dimensions or slots that do not fit, or cuts that are not positive numbers.
+    pub fn validate(&self) -> Result<(), BaselineError> {
+        if !(self.feature_cut.is_finite() && self.feature_cut > 0.0) {
+            return Err(BaselineError("feature cut"));
+        }
+        let dims = self.joint.as_ref().map_or(0, JointBaseline::dims);
+        if let Some(joint) = &self.joint
+            && (dims > MAX_JOINT_FEATURES
+                || joint.precision.len() != dims * dims
+                || joint.features.len() != dims
+                || !joint.cut.is_finite())
+        {
+            return Err(BaselineError("joint distance"));
+        }
+        for feature in &self.features {
+            if feature.joint_slot.is_some_and(|slot| slot >= dims)
+                || !(feature.lower_scale > 0.0 && feature.upper_scale > 0.0)
+            {
+                return Err(BaselineError("feature scales"));
+            }
+        }
+        Ok(())
+    }
+
+    fn has_far_feature(&self, sample: &Sample) -> bool {
+        self.features.iter().any(|feature| {
+            sample.features.get(&feature.name).is_some_and(|value| {
+                !feature.is_known(*value) && feature.z(*value).abs() > self.feature_cut
+            })
+        })
+    }
+
+    fn joint_z(&self, log: &impl Observation, dims: usize) -> Vec<f64> {
+        let mut z = vec![0.0; dims];
+        for feature in &self.features {
+            if let (Some(slot), Some(value)) = (feature.joint_slot, log.feature(&feature.name)) {
+                z[slot] = feature.z(value);
+            }
+        }
+        z
+    }
+
+    fn fit_joint(&mut self, samples: &[Sample], outlier: &[bool]) {
+        let slots: Vec<usize> = self
+            .features
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.known_values.is_none())
+            .map(|(index, _)| index)
+            .take(MAX_JOINT_FEATURES)
+            .collect();
+        for (slot, index) in slots.iter().enumerate() {
+            self.features[*index].joint_slot = Some(slot);
+        }
+        let rows: Vec<Vec<f64>> = samples
+            .iter()
+            .zip(outlier)
+            .filter(|(_, o)| !**o)
+            .map(|(sample, _)| self.joint_z(sample, slots.len()))
+            .collect();
+        self.joint = JointBaseline::fit(&rows, self.budget).map(|mut joint| {
+            joint.features = slots
+                .iter()
+                .map(|index| self.features[*index].name.clone())
+                .collect();
+            joint
+        });
+        if self.joint.is_none() {
+            for feature in &mut self.features {
+                feature.joint_slot = None;
+            }
+        }
+    }
+
+    /// The reasons a log is an anomaly; empty when it looks normal. `forest` is the forest's
+    /// decision score with the cut it must also be below (`min(0, ANOMALY_THRESHOLD)`).
+    pub fn judge(&self, log: &impl Observation, forest: Option<(f64, f64)>) -> Vec<Reason> {
+        let mut reasons = Vec::new();
+        let mut joint_z = [0.0; MAX_JOINT_FEATURES];
+        let mut strongest = Vec::new();
+        for feature in &self.features {
+            let Some(value) = log.feature(&feature.name) else {
+                continue;
+            };
+            if feature.is_known(value) {
+                continue;
+            }
+            let z = feature.z(value);
+            if let Some(slot) = feature.joint_slot {
+                joint_z[slot.min(MAX_JOINT_FEATURES - 1)] = z;
+            }
+            if z.abs() > self.feature_cut {
+                strongest.push(z.abs() / self.feature_cut);
+                reasons.push(Reason::new(Evidence::Feature {
+                    feature: feature.name.clone(),
+                    value,
+                    median: feature.median,
+                    typical_low: feature.typical_low,
+                    typical_high: feature.typical_high,
+                    direction: Direction::of(z),
+                    z,
+                    cut: self.feature_cut,
+                }));
+            } else if feature.closed {
+                strongest.push(f64::INFINITY);
+                let known = feature.known_values.iter().flatten().map(|v| number(*v));
+                reasons.push(new_category(&feature.name, number(value), known));
+            }
+        }
+        for category in self.categories.iter().filter(|c| c.closed) {
+            if let Some(value) = log.category(&category.field)
+                && !category.known.iter().any(|known| known == value)
+            {
+                strongest.push(f64::INFINITY);
+                let known = category.known.iter().cloned();
+                reasons.push(new_category(&category.field, value.to_owned(), known));
+            }
+        }
+        if reasons.is_empty()
+            && let Some(joint) = &self.joint
+        {
+            let z = &joint_z[..joint.dims().min(MAX_JOINT_FEATURES)];
+            let distance = squared_distance(z, &joint.mean, &joint.precision);
+            if distance > joint.cut {
+                strongest.push(distance / joint.cut);
+                reasons.push(Reason::new(Evidence::Joint {
+                    distance: distance.sqrt(),
+                    cut: joint.cut.sqrt(),
+                    features: self.joint_contributions(joint, z, log),
+                }));
+            }
+        }
+        if reasons.is_empty()
+            && let (Some((score, extra)), Some(cut)) = (forest, self.forest_cut)
+        {
+            let cut = cut.min(extra);
+            if score < cut {
+                reasons.push(Reason::new(Evidence::Forest { score, cut }));
+            }
+        }
+        if reasons.len() > 1 {
+            let mut ranked: Vec<(f64, Reason)> = strongest.into_iter().zip(reasons).collect();
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+            reasons = ranked.into_iter().map(|(_, r)| r).collect();
+            reasons.truncate(MAX_REASONS);
+        }
+        reasons
+    }
+
+    /// The (at most three) features that add most to a joint distance.
+    fn joint_contributions(
+        &self,
+        joint: &JointBaseline,
+        z: &[f64],
+        log: &impl Observation,
+    ) -> Vec<Contribution> {
+        let dims = joint.dims();
+        let mut shares: Vec<(usize, f64)> = (0..dims)
+            .map(|i| {
+                let pulled: f64 = (0..dims)
+                    .map(|j| joint.precision[i * dims + j] * (z[j] - joint.mean[j]))
+                    .sum();
+                (i, (z[i] - joint.mean[i]) * pulled)
+            })
+            .collect();
+        shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+        shares
+            .into_iter()
+            .take(3)
+            .filter_map(|(slot, _)| {
+                let feature = self.features.iter().find(|f| f.joint_slot == Some(slot))?;
+                Some(Contribution {
+                    feature: feature.name.clone(),
+                    value: log.feature(&feature.name)?,
+                    median: feature.median,
+                    direction: Direction::of(z[slot]),
+                })
+            })
+            .collect()
+    }
+}
+
+fn new_category(field: &str, value: String, known: impl Iterator<Item = String>) -> Reason {
+    Reason::new(Evidence::NewCategory {
+        field: field.to_owned(),
+        value,
+        known: known.take(LISTED_VALUES).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    fn gaussian(rng: &mut StdRng) -> f64 {
+        let u1 = 1.0 - rng.random::<f64>();
+        let u2 = rng.random::<f64>();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// A web service: log-normal latency, bytes correlated with it, a status mostly 200, a
+    /// constant region, a level INFO with some WARN, and a host from a large fleet.
+    fn web_log(rng: &mut StdRng) -> Sample {
+        let shared = gaussian(rng);
+        let latency = 80.0 * (0.4 * shared).exp();
+        let bytes = (5000.0 * (0.5 * (0.8 * shared + 0.6 * gaussian(rng))).exp()).round();
+        let status = match rng.random_range(0..100) {
+            0..90 => 200.0,
+            90..96 => 304.0,
+            _ => 404.0,
+        };
+        let level = if status == 404.0 { "WARN" } else { "INFO" };
+        Sample {
+            features: BTreeMap::from([
+                ("latency_ms".to_owned(), (latency * 10.0).round() / 10.0),
+                ("bytes".to_owned(), bytes),
+                ("status".to_owned(), status),
+            ]),
+            categories: BTreeMap::from([
+                ("level".to_owned(), level.to_owned()),
+                ("region".to_owned(), "eu-west-1".to_owned()),
+                (
+                    "host".to_owned(),
+                    format!("web-{}", rng.random_range(0..500)),
+                ),
+            ]),
+            trusted: false,
+        }
+    }
+
+    fn names() -> Vec<String> {
+        ["bytes", "latency_ms", "status"]
+            .map(str::to_owned)
+            .to_vec()
+    }
+
+    fn fitted(samples: &[Sample]) -> Baseline {
+        Baseline::fit(samples, &names(), DEFAULT_FALSE_ALARM_BUDGET).0
+    }
+
+    fn sample(rng: &mut StdRng, n: usize) -> Vec<Sample> {
+        (0..n).map(|_| web_log(rng)).collect()
+    }
+
+    fn with_feature(mut log: Sample, name: &str, value: f64) -> Sample {
+        log.features.insert(name.to_owned(), value);
+        log
+    }
+
+    #[test]
+    fn normal_logs_stay_within_the_budget() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let baseline = fitted(&sample(&mut rng, 2000));
+        let flagged = (0..20_000)
+            .filter(|_| !baseline.judge(&web_log(&mut rng), None).is_empty())
+            .count();
+        // The budget is 0.1 %: 20 of 20,000; allow sampling noise.
+        assert!(flagged <= 40, "{flagged} of 20,000 normal logs flagged");
+    }
+
+    #[test]
+    fn a_far_spike_is_flagged_with_its_usual_range() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let baseline = fitted(&sample(&mut rng, 2000));
+        let spike = with_feature(web_log(&mut rng), "latency_ms", 2500.0);
+        let reasons = baseline.judge(&spike, None);
+        let Some(Evidence::Feature {
+            feature,
+            direction,
+            typical_low,
+            typical_high,
+            ..
+        }) = reasons.first().map(|r| &r.evidence)
+        else {
+            panic!("expected a feature reason, got {reasons:?}");
+        };
+        assert_eq!(feature, "latency_ms");
+        assert_eq!(*direction, Direction::High);
+        assert!(*typical_low > 30.0 && *typical_high < 200.0, "{reasons:?}");
+        assert!(
+            reasons[0]
+                .summary
+                .starts_with("latency_ms 2500 is far above")
+        );
+    }
+
+    #[test]
+    fn a_new_value_of_a_constant_or_categorical_field_is_flagged() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let baseline = fitted(&sample(&mut rng, 2000));
+        let mut moved = web_log(&mut rng);
+        moved
+            .categories
+            .insert("region".to_owned(), "us-east-2".to_owned());
+        let reasons = baseline.judge(&moved, None);
+        assert!(
+            matches!(&reasons[0].evidence, Evidence::NewCategory { field, value, known }
+                if field == "region" && value == "us-east-2" && known == &["eu-west-1"]),
+            "{reasons:?}"
+        );
+        let server_error = with_feature(web_log(&mut rng), "status", 503.0);
+        let reasons = baseline.judge(&server_error, None);
+        assert!(
+            matches!(&reasons[0].evidence, Evidence::NewCategory { field, .. } if field == "status"),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn a_new_host_of_a_large_fleet_is_not_evidence() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let baseline = fitted(&sample(&mut rng, 2000));
+        let host = baseline
+            .categories
+            .iter()
+            .find(|c| c.field == "host")
+            .expect("host is a field");
+        assert!(!host.closed && host.known.is_empty());
+        let mut log = web_log(&mut rng);
+        log.categories
+            .insert("host".to_owned(), "web-new-9999".to_owned());
+        assert!(baseline.judge(&log, None).is_empty());
+    }
+
+    #[test]
+    fn a_joint_shift_within_each_range_is_flagged() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let baseline = fitted(&sample(&mut rng, 2000));
+        // Latency and bytes are positively correlated; high latency with low bytes, each about
+        // 2.5 robust deviations out, is within each one's range but not together.
+        let latency = 80.0 * (0.4_f64 * 2.5).exp();
+        let bytes = 5000.0 * (-0.5_f64 * 2.5).exp();
+        let mut log = web_log(&mut rng);
+        log.features.insert("latency_ms".to_owned(), latency);
+        log.features.insert("bytes".to_owned(), bytes.round());
+        log.features.insert("status".to_owned(), 200.0);
+        let reasons = baseline.judge(&log, None);
+        assert!(
+            matches!(&reasons[..], [Reason { evidence: Evidence::Joint { features, .. }, .. }]
+                if features.len() == 2),
+            "{reasons:?}"
+        );
+        assert!(reasons[0].summary.starts_with("unusual combination"));
+    }
+
+    #[test]
+    fn two_percent_of_anomalies_in_the_sample_do_not_become_normal() {
+        let mut rng = StdRng::seed_from_u64(6);
+        let mut samples = sample(&mut rng, 2000);
+        for log in samples.iter_mut().step_by(50) {
+            let far = 80.0 * rng.random_range(20.0..60.0);
+            log.features.insert("latency_ms".to_owned(), far);
+        }
+        let (baseline, outliers) = Baseline::fit(&samples, &names(), DEFAULT_FALSE_ALARM_BUDGET);
+        assert!(outliers.iter().filter(|o| **o).count() >= 40);
+        let spike = with_feature(web_log(&mut rng), "latency_ms", 3000.0);
+        assert!(!baseline.judge(&spike, None).is_empty());
+        let flagged = (0..10_000)
+            .filter(|_| !baseline.judge(&web_log(&mut rng), None).is_empty())
+            .count();
+        assert!(flagged <= 25, "{flagged} of 10,000 normal logs flagged");
+    }
+
+    #[test]
+    fn the_forest_flags_only_below_its_cut_and_the_extra_threshold() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut baseline = fitted(&sample(&mut rng, 500));
+        let scores: Vec<f64> = (0..1000).map(|i| 0.1 - 0.0001 * f64::from(i)).collect();
+        baseline.set_forest_cut(scores);
+        let cut = baseline.forest_cut.expect("a cut");
+        assert!(cut < 0.0, "{cut}");
+        let log = web_log(&mut rng);
+        assert!(baseline.judge(&log, Some((cut + 0.01, 0.0))).is_empty());
+        let reasons = baseline.judge(&log, Some((cut - 0.01, 0.0)));
+        assert!(matches!(reasons[0].evidence, Evidence::Forest { .. }));
+        // ANOMALY_THRESHOLD below the score keeps the forest quiet.
+        assert!(
+            baseline
+                .judge(&log, Some((cut - 0.01, cut - 0.02)))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn trusted_values_are_known_even_once() {
+        let mut rng = StdRng::seed_from_u64(8);
+        let mut samples = sample(&mut rng, 500);
+        let mut labeled = web_log(&mut rng);
+        labeled
+            .categories
+            .insert("region".to_owned(), "eu-central-1".to_owned());
+        labeled.trusted = true;
+        samples.push(labeled.clone());
+        let baseline = fitted(&samples);
+        labeled.trusted = false;
+        assert!(baseline.judge(&labeled, None).is_empty());
+    }
+
+    #[test]
+    fn a_baseline_survives_json_and_validates() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let baseline = fitted(&sample(&mut rng, 300));
+        let text = serde_json::to_string(&baseline).expect("serializes");
+        let back: Baseline = serde_json::from_str(&text).expect("reads");
+        // Floats may come back one unit in the last place off; the judgements must not change.
+        assert_eq!(back.categories, baseline.categories);
+        for _ in 0..2000 {
+            let mut log = web_log(&mut rng);
+            let latency = log.features["latency_ms"] * rng.random_range(0.2..8.0);
+            log.features.insert("latency_ms".to_owned(), latency);
+            assert_eq!(
+                back.judge(&log, None).is_empty(),
+                baseline.judge(&log, None).is_empty()
+            );
+        }
+        back.validate().expect("valid");
+        let mut broken = back;
+        if let Some(joint) = &mut broken.joint {
+            joint.precision.pop();
+        }
+        assert!(broken.validate().is_err());
+    }
+
+    #[test]
+    fn category_fields_are_bounded_and_skip_long_text() {
+        let attributes: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("f{i:03}"), "x".repeat(if i == 0 { 200 } else { 3 })))
+            .collect();
+        let fields = category_fields(
+            Some("INFO"),
+            attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        assert_eq!(fields.len(), MAX_CATEGORIES_PER_LOG);
+        assert_eq!(fields["level"], "INFO");
+        assert!(!fields.contains_key("f000"));
+    }
+
+    #[test]
+    fn numbers_read_as_people_write_them() {
+        assert_eq!(number(812.0), "812");
+        assert_eq!(number(0.012_346), "0.01235");
+        assert_eq!(number(85.25), "85.25");
+        assert_eq!(number(1234.5678), "1235");
+    }
+}
