@@ -279,6 +279,9 @@ impl Reason {
 
 /// A number as people write it: integers without decimals, others with four significant digits.
 fn number(value: f64) -> String {
+    if value == 0.0 {
+        return "0".to_owned();
+    }
     if value.fract() == 0.0 && value.abs() < 1e15 {
         format!("{value:.0}")
     } else {
@@ -344,7 +347,9 @@ pub struct FeatureBaseline {
 
 impl FeatureBaseline {
     /// Fits a feature on its values in the sample; `trusted` ones always count as known.
-    fn fit(name: &str, mut values: Vec<f64>, trusted: &[f64], budget: f64) -> Self {
+    /// `far_tail` lets the 0.5 % tails widen the scales: only once outliers are out, since a
+    /// few percent of anomalies on one side would otherwise set that side's scale.
+    fn fit(name: &str, mut values: Vec<f64>, trusted: &[f64], budget: f64, far_tail: bool) -> Self {
         values.retain(|v| v.is_finite());
         values.sort_by(f64::total_cmp);
         let log_scale = values.first().is_some_and(|min| *min >= 0.0) && {
@@ -360,20 +365,25 @@ impl FeatureBaseline {
         let spread = MAD_TO_SD * mad(&scaled, center);
         // The smallest scale worth telling apart from zero at this magnitude.
         let floor = 1e-9 * center.abs().max(1.0);
+        // Each side's scale is the widest of the MAD and what the 2.5 % and 0.5 % tails imply
+        // for a normal distribution: the same for normal data, wider where a tail is heavier
+        // (a count that is mostly 0 with a few 2s and 3s, say).
         let side = |tail_975: Option<f64>, tail_995: Option<f64>| {
             let by_tail = tail_975.map_or(0.0, |q| (q - center).abs() / 1.959_964);
-            let scale = spread.max(by_tail);
-            if scale > floor {
-                return scale;
-            }
-            let by_far_tail = tail_995.map_or(0.0, |q| (q - center).abs() / 2.575_829);
-            by_far_tail.max(floor)
+            let by_far_tail = tail_995
+                .filter(|_| far_tail)
+                .map_or(0.0, |q| (q - center).abs() / 2.575_829);
+            spread.max(by_tail).max(by_far_tail).max(floor)
         };
         let lower_scale = side(quantile(&scaled, 0.025), quantile(&scaled, 0.005));
         let upper_scale = side(quantile(&scaled, 0.975), quantile(&scaled, 0.995));
         let raw = |y: f64| if log_scale { from_log_scale(y) } else { y };
         let band = normal_quantile(0.95);
         let (known_values, closed) = discrete_values(&values, trusted, budget);
+        let (lowest, highest) = (
+            values.first().copied().unwrap_or(0.0),
+            values.last().copied().unwrap_or(0.0),
+        );
         Self {
             name: name.to_owned(),
             log_scale,
@@ -381,8 +391,8 @@ impl FeatureBaseline {
             lower_scale,
             upper_scale,
             median: raw(center),
-            typical_low: raw(center - band * lower_scale),
-            typical_high: raw(center + band * upper_scale),
+            typical_low: raw(center - band * lower_scale).max(lowest),
+            typical_high: raw(center + band * upper_scale).min(highest),
             known_values,
             closed,
             joint_slot: None,
@@ -429,11 +439,18 @@ fn discrete_values(sorted: &[f64], trusted: &[f64], budget: f64) -> (Option<Vec<
     if runs.is_empty() {
         return (None, false);
     }
+    // Counts (0, 1, 2, … 7) are ordinal: their next value is a longer tail, not a new kind of
+    // log, so an unseen count is judged by its z-score. Codes, sizes of a fixed pool and
+    // constants (200, 304, 404; 4) are categories, whose unseen values are news.
+    let is_count_run = runs.len() >= 3
+        && runs.iter().all(|(value, _)| value.fract() == 0.0)
+        && runs.windows(2).all(|pair| pair[1].0 - pair[0].0 == 1.0);
     let singletons = runs
         .iter()
         .filter(|(value, count)| *count < MIN_KNOWN_COUNT && !trusted.contains(value))
         .count();
-    let closed = singletons as f64 <= budget * CLOSED_FIELD_SHARE * sorted.len() as f64;
+    let closed =
+        !is_count_run && singletons as f64 <= budget * CLOSED_FIELD_SHARE * sorted.len() as f64;
     let known = runs
         .iter()
         .filter(|(value, count)| *count >= MIN_KNOWN_COUNT || trusted.contains(value))
@@ -657,7 +674,7 @@ impl Baseline {
         let budget = budget.clamp(f64::MIN_POSITIVE, 0.5);
         let tests = (2 * features.len()).max(1) as f64;
         let feature_cut = normal_quantile(1.0 - budget * FEATURE_SHARE / tests);
-        let fit_features = |included: &dyn Fn(usize) -> bool| -> Vec<FeatureBaseline> {
+        let fit_features = |included: &dyn Fn(usize) -> bool, far_tail| -> Vec<FeatureBaseline> {
             features
                 .iter()
                 .map(|name| {
@@ -673,7 +690,7 @@ impl Baseline {
                             }
                         }
                     }
-                    FeatureBaseline::fit(name, values, &trusted, budget)
+                    FeatureBaseline::fit(name, values, &trusted, budget, far_tail)
                 })
                 .collect()
         };
@@ -682,7 +699,7 @@ impl Baseline {
             samples: samples.len(),
             outliers: 0,
             feature_cut,
-            features: fit_features(&|_| true),
+            features: fit_features(&|_| true, false),
             categories: Vec::new(),
             joint: None,
             forest_cut: None,
@@ -692,7 +709,7 @@ impl Baseline {
             .map(|sample| !sample.trusted && baseline.has_far_feature(sample))
             .collect();
         if outlier.iter().filter(|o| !**o).count() >= 2 {
-            baseline.features = fit_features(&|index| !outlier[index]);
+            baseline.features = fit_features(&|index| !outlier[index], true);
         }
         baseline.categories = fit_categories(
             samples
