@@ -96,6 +96,7 @@ async fn list_models(State(state): State<AppState>) -> Json<Value> {
                 "threshold": model.threshold(),
                 "source": model.source,
                 "job_id": model.job_id,
+                "baseline": model.baseline,
             })
         })
         .collect();

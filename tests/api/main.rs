@@ -4,6 +4,7 @@ mod helpers;
 
 mod anomalies;
 mod contract;
+mod detection;
 mod ingest;
 mod learning;
 mod simulator_e2e;
