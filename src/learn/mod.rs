@@ -29,10 +29,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::detect::Detector;
 use crate::detect::baseline::{Baseline, Sample, sample_of};
 use crate::detect::models::{ModelSource, ServiceModel};
 use crate::detect::rules::DEFAULT_SERVICE_KEY;
+use crate::detect::{Detector, DetectorKind};
 use crate::forest::{Contamination, IsolationForest, MaxSamples, ModelArtifact};
 use crate::learn::calibrate::calibrate_offset;
 use crate::learn::dataset::{build_training_set, matrix_of};
@@ -46,6 +46,9 @@ use crate::telemetry::spawn_blocking_in_span;
 
 /// One in this many logs the model flagged joins its service's sample (see [`Learner::observe`]).
 const FLAGGED_SAMPLE_EVERY: u64 = 10;
+
+/// Training samples from which a model's flags are trusted to down-weight logs in the sample.
+const MATURE_MODEL_SAMPLES: u64 = 400;
 
 /// What the learning loop needs from the settings.
 #[derive(Debug, Clone)]
@@ -209,7 +212,16 @@ impl Learner {
                 let Some(reservoir) = reservoirs.get_mut(service) else {
                     continue;
                 };
-                if log.verdict.is_anomaly() {
+                // Only a model fitted on a fair sample down-weights what it flags: a first
+                // model's mistakes (a 3 % status it had not seen yet) would otherwise keep
+                // themselves out of the sample for good.
+                let mature = || {
+                    self.detector
+                        .models
+                        .get(service)
+                        .is_some_and(|model| model.training_samples >= MATURE_MODEL_SAMPLES)
+                };
+                if log.verdict.detector == Some(DetectorKind::Model) && mature() {
                     reservoir
                         .offer_down_weighted_with(FLAGGED_SAMPLE_EVERY, || sample_of(&log.parsed));
                 } else {
