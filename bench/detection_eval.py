@@ -87,13 +87,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VENV = REPO / "bench" / ".venv"
 BINARY = REPO / "target" / "release" / "aioops-mcp-iforest"
-SKLEARN_REQUIREMENT = "scikit-learn>=1.9,<1.10"
-SINGLE_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-    "VECLIB_MAXIMUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
-}
 
 PORTS = range(8300, 8400)
 HTTP_TIMEOUT = 60.0          # seconds, every request
@@ -116,22 +110,12 @@ CHECK_FPR = 0.005
 METHODS = ["ours", "sklearn@0.05", "sklearn@best"]
 
 
-def in_venv() -> bool:
-    return Path(sys.prefix).resolve() == VENV.resolve()
-
-
 def ensure_venv() -> None:
-    """Re-runs this script inside bench/.venv (created with scikit-learn if missing)."""
-    if in_venv():
-        return
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        print(f"Creating {VENV} with {SKLEARN_REQUIREMENT} ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", SKLEARN_REQUIREMENT],
-                       check=True)
-    env = dict(os.environ, **SINGLE_THREAD_ENV)
-    os.execve(str(python), [str(python), __file__, *sys.argv[1:]], env)
+    """Re-runs this script inside bench/.venv, as bench/forest_vs_sklearn.py does."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from forest_vs_sklearn import ensure_venv as ensure_shared_venv
+
+    ensure_shared_venv(__file__)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -48,8 +48,9 @@ def in_venv() -> bool:
     return Path(sys.prefix).resolve() == VENV.resolve()
 
 
-def ensure_venv() -> None:
-    """Re-runs this script inside bench/.venv (created with scikit-learn if missing)."""
+def ensure_venv(script: str = __file__) -> None:
+    """Re-runs `script` (this one by default) inside bench/.venv, created with scikit-learn if
+    missing. bench/detection_eval.py uses it too."""
     if in_venv():
         return
     python = VENV / "bin" / "python"
@@ -59,7 +60,7 @@ def ensure_venv() -> None:
         subprocess.run([str(python), "-m", "pip", "install", "-q", SKLEARN_REQUIREMENT],
                        check=True)
     env = dict(os.environ, **SINGLE_THREAD_ENV)
-    os.execve(str(python), [str(python), __file__, *sys.argv[1:]], env)
+    os.execve(str(python), [str(python), script, *sys.argv[1:]], env)
 
 
 def parse_args() -> argparse.Namespace:

@@ -6,6 +6,8 @@
 //! model flags between [`MIN_FLAG_SHARE`] and [`MAX_FLAG_SHARE`] of its own training logs: a single
 //! label can neither silence a service nor make it page on everything.
 
+use crate::detect::stats::quantile;
+
 /// Labels needed of each kind before feedback moves the threshold.
 pub const MIN_LABELS_PER_CLASS: usize = 3;
 /// The calibrated cut flags at least this share of training logs.
@@ -53,16 +55,6 @@ pub fn calibrate_offset(
         (Some(low), Some(high)) => best.clamp(low, high),
         _ => best,
     })
-}
-
-/// Linear-interpolated quantile of sorted values (numpy's default).
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    let last = sorted.len().checked_sub(1)?;
-    let position = q * last as f64;
-    let below = position.floor() as usize;
-    let above = (below + 1).min(last);
-    let fraction = position - below as f64;
-    Some(sorted[below] + (sorted[above] - sorted[below]) * fraction)
 }
 
 #[cfg(test)]
