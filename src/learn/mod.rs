@@ -243,16 +243,18 @@ impl Learner {
                 let learner = Arc::clone(self);
                 tokio::spawn(async move {
                     // A fit that fell due while this one ran was not started by `observe`:
-                    // check again before giving up the turn.
+                    // check again before giving up the turn. A fit that failed is not retried
+                    // here (a service without a common feature would spin); the next log
+                    // offers it again, as before.
                     loop {
-                        learner
+                        let published = learner
                             .refit_from_reservoir(&service, ModelSource::Auto)
                             .await;
                         let held = lock(&learner.reservoirs)
                             .get(&service)
                             .map_or(0, Reservoir::len);
                         let mut in_flight = lock(&learner.auto_in_flight);
-                        if !learner.wants_automatic_fit(&service, held) {
+                        if !published || !learner.wants_automatic_fit(&service, held) {
                             in_flight.remove(&service);
                             break;
                         }
@@ -273,7 +275,7 @@ impl Learner {
                 .collect()
         };
         for service in services {
-            self.refit_from_reservoir(&service, ModelSource::Auto).await;
+            let _published = self.refit_from_reservoir(&service, ModelSource::Auto).await;
         }
     }
 
@@ -307,13 +309,14 @@ impl Learner {
         }
     }
 
-    async fn refit_from_reservoir(self: &Arc<Self>, service: &str, source: ModelSource) {
+    /// Refits `service` on its reservoir; whether a model was published.
+    async fn refit_from_reservoir(self: &Arc<Self>, service: &str, source: ModelSource) -> bool {
         let _turn = self.training.lock().await;
         let rows = {
             let mut reservoirs = lock(&self.reservoirs);
             match reservoirs.get_mut(service) {
                 Some(reservoir) => reservoir.take_snapshot(),
-                None => return,
+                None => return false,
             }
         };
         match self
@@ -329,11 +332,13 @@ impl Learner {
                         "Service model trained from its own recent logs."
                     );
                 }
+                true
             }
             Err(failures) => {
                 for (service, why) in failures {
                     tracing::warn!(service, reason = why, "Automatic training failed.");
                 }
+                false
             }
         }
     }
@@ -557,26 +562,14 @@ impl Learner {
             forest,
             metadata: Default::default(),
         };
-        let score_rows = |rows: &[Sample], artifact: &ModelArtifact| -> Vec<f64> {
-            let mut row = Vec::new();
-            rows.iter()
-                .map(|sample| {
-                    row.clear();
-                    row.extend(
-                        artifact
-                            .feature_names
-                            .iter()
-                            .zip(&artifact.fill_values)
-                            .map(|(name, fill)| {
-                                sample.features.get(name).copied().unwrap_or(*fill)
-                            }),
-                    );
-                    artifact.forest.score_sample(&row)
-                })
-                .collect()
+        let score_rows = |rows: &[Sample]| -> Result<Vec<f64>, String> {
+            let features: Vec<&BTreeMap<String, f64>> = rows.iter().map(|r| &r.features).collect();
+            let labeled = matrix_of(&features, &set.feature_names, &set.fill_values)
+                .map_err(|error| error.to_string())?;
+            Ok(artifact.forest.score_samples(&labeled))
         };
-        let normal_scores = score_rows(&normal_rows, &artifact);
-        let anomalous_scores = score_rows(&anomalous_rows, &artifact);
+        let normal_scores = score_rows(&normal_rows)?;
+        let anomalous_scores = score_rows(&anomalous_rows)?;
         let training_scores = artifact.forest.score_samples(&matrix);
         let calibrated = if normal_scores.is_empty() || anomalous_scores.is_empty() {
             None
