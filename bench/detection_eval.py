@@ -659,6 +659,10 @@ def note_results(results, test_labels, odd, reasons_out):
         reasons = r.get("reasons")
         if reasons and r.get("is_anomaly"):
             odd["with_reasons"] += 1
+            if not kind:
+                first = reasons[0] if isinstance(reasons[0], dict) else {}
+                label = f"{svc_name}/{first.get('kind')}/{first.get('feature') or first.get('field') or ''}"
+                odd["false_positive_reasons"][label] = odd["false_positive_reasons"].get(label, 0) + 1
             bucket = "true" if kind else "false"
             if len([x for x in reasons_out if x["bucket"] == bucket]) < (4 if kind else 2):
                 reasons_out.append({
@@ -757,7 +761,7 @@ def sklearn_flags(svc, train, test, seed):
 def new_odd():
     return {"http_errors": [], "log_errors": 0, "log_error_examples": [], "rule_hits": 0,
             "rule_examples": [], "unscored": 0, "missing_results": 0, "service_mismatch": 0,
-            "with_reasons": 0, "service_output": [], "settle_incomplete": False, "top_ups": []}
+            "with_reasons": 0, "false_positive_reasons": {}, "service_output": [], "settle_incomplete": False, "top_ups": []}
 
 
 def run_scenario(name, seed, args, services):

@@ -12,6 +12,8 @@
 //!    the MAD and the 2.5 % tail, so skewed or heavy tails widen their own side), on a log scale
 //!    when that makes the feature more symmetric (durations, sizes, counts). A log is flagged when
 //!    a feature's robust z-score passes the two-sided normal cut for `B/2` shared by the features.
+//!    A small count (0, 1, 2, … with at most 16 values) is judged instead by its tail probability
+//!    under a Poisson or negative binomial fitted to the sample, at the same share of `B`.
 //! 2. **Categories**: text fields (level, status words, method, endpoint, region, …) and numeric
 //!    features with at most 16 distinct values. A field is *closed* when the Good–Turing estimate
 //!    of the chance of a value never seen (values seen once, over the logs) is within `B/2`; a
@@ -35,7 +37,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::stats::{
-    MAD_TO_SD, chi_square_upper, invert, mad, median, normal_quantile, quantile, student_t_quantile,
+    MAD_TO_SD, chi_square_upper, count_tail_limits, invert, mad, median, normal_quantile, quantile,
+    student_t_quantile,
 };
 use crate::parse::ParsedLog;
 
@@ -348,16 +351,61 @@ pub struct FeatureBaseline {
     /// handful of codes means nothing.
     #[serde(default)]
     pub codes: bool,
+    /// For a count (0, 1, 2, …): the counts that are far, from its fitted distribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_limits: Option<CountLimits>,
     /// Its position in the joint distance, if it takes part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joint_slot: Option<usize>,
+}
+
+/// Where a count becomes far: a Poisson or negative binomial fitted to the sample's counts gives
+/// each side's tail probability, so a count is judged by how rare it is, not by a z-score whose
+/// normal tail is far too thin for small counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountLimits {
+    /// Counts at or below this are far (none for small counts, whose 0 is common).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_most: Option<f64>,
+    /// Counts at or above this are far.
+    pub at_least: f64,
+}
+
+impl CountLimits {
+    /// Fits the limits to a count's values (sorted, non-negative integers) for a two-sided test of
+    /// size `2 * tail`. Values beyond `keep_below` are left out as outliers; the mean is taken at
+    /// its upper 97.5 % confidence bound so that limits from 50 logs are not set too tight.
+    fn fit(sorted: &[f64], keep_below: f64, tail: f64) -> Option<Self> {
+        let kept: Vec<f64> = sorted.iter().copied().filter(|v| *v < keep_below).collect();
+        let n = kept.len() as f64;
+        if kept.len() < 2 || kept.first().is_some_and(|min| *min < 0.0) {
+            return None;
+        }
+        let mean = kept.iter().sum::<f64>() / n;
+        let variance = kept.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let cautious = mean + 2.0 * (variance.max(mean) / n).sqrt();
+        let (at_most, at_least) = count_tail_limits(
+            cautious,
+            variance * cautious / mean.max(f64::MIN_POSITIVE),
+            tail,
+        )?;
+        Some(Self { at_most, at_least })
+    }
 }
 
 impl FeatureBaseline {
     /// Fits a feature on its values in the sample; `trusted` ones always count as known.
     /// `far_tail` lets the 0.5 % tails widen the scales: only once outliers are out, since a
     /// few percent of anomalies on one side would otherwise set that side's scale.
-    fn fit(name: &str, mut values: Vec<f64>, trusted: &[f64], budget: f64, far_tail: bool) -> Self {
+    /// `cut` is the robust z-score cut and `tail` the one-sided probability it stands for.
+    fn fit(
+        name: &str,
+        mut values: Vec<f64>,
+        trusted: &[f64],
+        budget: f64,
+        far_tail: bool,
+        (cut, tail): (f64, f64),
+    ) -> Self {
         values.retain(|v| v.is_finite());
         values.sort_by(f64::total_cmp);
         let log_scale = values.first().is_some_and(|min| *min >= 0.0) && {
@@ -388,6 +436,9 @@ impl FeatureBaseline {
         let raw = |y: f64| if log_scale { from_log_scale(y) } else { y };
         let band = normal_quantile(0.95);
         let (known_values, closed, codes) = discrete_values(&values, trusted, budget);
+        let count_limits = (known_values.is_some() && !codes)
+            .then(|| CountLimits::fit(&values, raw(center + cut * upper_scale), tail))
+            .flatten();
         let (lowest, highest) = (
             values.first().copied().unwrap_or(0.0),
             values.last().copied().unwrap_or(0.0),
@@ -404,7 +455,20 @@ impl FeatureBaseline {
             known_values,
             closed,
             codes,
+            count_limits,
             joint_slot: None,
+        }
+    }
+
+    /// The cut, in robust z-score units, that a value passes to be far; `None` when it is not.
+    fn far_cut(&self, value: f64, z: f64, feature_cut: f64) -> Option<f64> {
+        match &self.count_limits {
+            Some(limits) if value >= limits.at_least => Some(self.z(limits.at_least)),
+            Some(limits) => limits
+                .at_most
+                .filter(|at_most| value <= *at_most)
+                .map(|at_most| self.z(at_most).abs()),
+            None => (z.abs() > feature_cut).then_some(feature_cut),
         }
     }
 
@@ -450,11 +514,13 @@ fn discrete_values(sorted: &[f64], trusted: &[f64], budget: f64) -> (Option<Vec<
         return (None, false, false);
     }
     // Counts (0, 1, 2, … 7) are ordinal: their next value is a longer tail, not a new kind of
-    // log, so an unseen count is judged by its z-score. Codes, sizes of a fixed pool and
-    // constants (200, 304, 404; 4) are categories, whose unseen values are news.
+    // log, so an unseen count is judged by its tail. Codes, sizes of a fixed pool and constants
+    // (200, 304, 404; 4) are categories, whose unseen values are news. Counts fill most of their
+    // range, though their sparse tail may skip one (0–6 and 8); codes leave most of it empty.
+    let span = runs.last().map_or(0.0, |(max, _)| max - runs[0].0);
     let is_count_run = runs.len() >= 3
         && runs.iter().all(|(value, _)| value.fract() == 0.0)
-        && runs.windows(2).all(|pair| pair[1].0 - pair[0].0 == 1.0);
+        && 2.0 * runs.len() as f64 >= span + 1.0;
     let singletons = runs
         .iter()
         .filter(|(value, count)| *count < MIN_KNOWN_COUNT && !trusted.contains(value))
@@ -687,10 +753,8 @@ impl Baseline {
         let tests = (2 * features.len()).max(1) as f64;
         // Student's t rather than the normal: a scale estimated from 50 logs is uncertain, and the
         // cut widens to match (by 14 % at 50 logs, 0.5 % at 2,000).
-        let feature_cut = student_t_quantile(
-            1.0 - budget * FEATURE_SHARE / tests,
-            samples.len().saturating_sub(1),
-        );
+        let feature_tail = budget * FEATURE_SHARE / tests;
+        let feature_cut = student_t_quantile(1.0 - feature_tail, samples.len().saturating_sub(1));
         let fit_features = |included: &dyn Fn(usize) -> bool, far_tail| -> Vec<FeatureBaseline> {
             features
                 .iter()
@@ -707,7 +771,8 @@ impl Baseline {
                             }
                         }
                     }
-                    FeatureBaseline::fit(name, values, &trusted, budget, far_tail)
+                    let cuts = (feature_cut, feature_tail);
+                    FeatureBaseline::fit(name, values, &trusted, budget, far_tail, cuts)
                 })
                 .collect()
         };
@@ -778,8 +843,12 @@ impl Baseline {
             return Err(BaselineError("joint distance"));
         }
         for feature in &self.features {
+            let limits_ok = feature.count_limits.as_ref().is_none_or(|limits| {
+                limits.at_least.is_finite() && limits.at_most.is_none_or(f64::is_finite)
+            });
             if feature.joint_slot.is_some_and(|slot| slot >= dims)
                 || !(feature.lower_scale > 0.0 && feature.upper_scale > 0.0)
+                || !limits_ok
             {
                 return Err(BaselineError("feature scales"));
             }
@@ -792,7 +861,9 @@ impl Baseline {
             sample.features.get(&feature.name).is_some_and(|value| {
                 !feature.codes
                     && !feature.is_known(*value)
-                    && feature.z(*value).abs() > self.feature_cut
+                    && feature
+                        .far_cut(*value, feature.z(*value), self.feature_cut)
+                        .is_some()
             })
         })
     }
@@ -864,8 +935,8 @@ impl Baseline {
             if let Some(slot) = feature.joint_slot {
                 joint_z[slot.min(MAX_JOINT_FEATURES - 1)] = z;
             }
-            if z.abs() > self.feature_cut {
-                strongest.push(z.abs() / self.feature_cut);
+            if let Some(cut) = feature.far_cut(value, z, self.feature_cut) {
+                strongest.push(z.abs() / cut.max(f64::MIN_POSITIVE));
                 reasons.push(Reason::new(Evidence::Feature {
                     feature: feature.name.clone(),
                     value,
@@ -874,7 +945,7 @@ impl Baseline {
                     typical_high: feature.typical_high,
                     direction: Direction::of(z),
                     z,
-                    cut: self.feature_cut,
+                    cut,
                 }));
             } else if feature.closed {
                 strongest.push(f64::INFINITY);
@@ -1098,6 +1169,63 @@ mod tests {
         log.categories
             .insert("host".to_owned(), "web-new-9999".to_owned());
         assert!(baseline.judge(&log, None).is_empty());
+    }
+
+    fn poisson(rng: &mut StdRng, mean: f64) -> f64 {
+        // Knuth's method: fine for the small means of a test.
+        let limit = (-mean).exp();
+        let mut product: f64 = rng.random();
+        let mut count = 0.0;
+        while product > limit {
+            product *= rng.random::<f64>();
+            count += 1.0;
+        }
+        count
+    }
+
+    fn retries_log(rng: &mut StdRng) -> Sample {
+        Sample {
+            features: BTreeMap::from([("retries".to_owned(), poisson(rng, 2.0))]),
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn counts_with_a_gap_in_their_tail_are_counts_and_codes_are_codes() {
+        let repeated = |values: &[f64]| -> Vec<f64> {
+            let mut all: Vec<f64> = values.iter().flat_map(|v| [*v; 100]).collect();
+            all.sort_by(f64::total_cmp);
+            all
+        };
+        let (_, _, codes) = discrete_values(&repeated(&[0.0, 1.0, 2.0, 3.0, 4.0, 6.0]), &[], 0.001);
+        assert!(!codes);
+        let (_, closed, codes) = discrete_values(&repeated(&[200.0, 304.0, 404.0]), &[], 0.001);
+        assert!(codes && closed);
+    }
+
+    #[test]
+    fn a_small_count_is_judged_by_its_own_tail_not_a_normal_one() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let logs: Vec<Sample> = (0..2000).map(|_| retries_log(&mut rng)).collect();
+        let names = vec!["retries".to_owned()];
+        let (baseline, _) = Baseline::fit(&logs, &names, DEFAULT_FALSE_ALARM_BUDGET);
+        let limits = baseline.features[0].count_limits.clone().expect("a count");
+        // Poisson(2) passes 8 about once in a thousand logs, 10 once in twenty thousand.
+        assert!(limits.at_least >= 10.0, "{limits:?}");
+        let flagged = (0..100_000)
+            .filter(|_| !baseline.judge(&retries_log(&mut rng), None).is_empty())
+            .count();
+        // One feature: its share of the budget is 0.05 %, 50 in 100,000.
+        assert!(flagged <= 50, "{flagged} of 100,000 normal logs flagged");
+        let far = with_feature(retries_log(&mut rng), "retries", 40.0);
+        let reasons = baseline.judge(&far, None);
+        assert!(
+            matches!(
+                reasons.first().map(|r| &r.evidence),
+                Some(Evidence::Feature { feature, direction: Direction::High, .. }) if feature == "retries"
+            ),
+            "{reasons:?}"
+        );
     }
 
     #[test]

@@ -112,6 +112,51 @@ pub fn chi_square_upper(dof: usize, tail: f64) -> f64 {
     }
 }
 
+/// The counts a non-negative count variable with this `mean` and `variance` reaches below and
+/// above only with probability `tail` each: the largest count `c` with `P(X ≤ c) < tail` (if any)
+/// and the smallest `c` with `P(X ≥ c) < tail`. The variable is Poisson, or negative binomial when
+/// the variance exceeds the mean (over-dispersed counts such as retries or queue depths): a normal
+/// approximation of a small count's right tail is far too thin (Poisson(2) passes mean + 3.9 sd
+/// one time in a thousand, not one in twenty thousand). `None` for counts too large or too spread
+/// to sum term by term, where the normal approximation is good anyway.
+pub fn count_tail_limits(mean: f64, variance: f64, tail: f64) -> Option<(Option<f64>, f64)> {
+    const MAX_TERMS: u32 = 100_000;
+    if !(mean > 0.0 && mean.is_finite() && variance.is_finite() && tail > 0.0 && tail < 0.5) {
+        return None;
+    }
+    // The probability of 0, and the ratio of P(k + 1) to P(k).
+    let (ln_first, shape, ratio) = if variance > mean * 1.000_001 {
+        let shape = mean * mean / (variance - mean);
+        let ratio = mean / (shape + mean);
+        (shape * (1.0 - ratio).ln(), shape, ratio)
+    } else {
+        (-mean, f64::INFINITY, mean)
+    };
+    if ln_first < -700.0 {
+        return None;
+    }
+    let mut probability = ln_first.exp();
+    let mut cumulative = 0.0;
+    let mut below = None;
+    for k in 0..MAX_TERMS {
+        cumulative += probability;
+        if cumulative < tail {
+            below = Some(f64::from(k));
+        }
+        if cumulative > 1.0 - tail {
+            return Some((below, f64::from(k + 1)));
+        }
+        let k = f64::from(k);
+        let growth = if shape.is_finite() {
+            (k + shape) / (k + 1.0) * ratio
+        } else {
+            ratio / (k + 1.0)
+        };
+        probability *= growth;
+    }
+    None
+}
+
 /// The inverse of a symmetric positive definite `n`×`n` matrix (row-major), by Gauss–Jordan
 /// elimination with partial pivoting; `None` when it is singular.
 pub fn invert(matrix: &[f64], n: usize) -> Option<Vec<f64>> {
@@ -157,6 +202,24 @@ mod tests {
     use approx::assert_abs_diff_eq;
 
     use super::*;
+
+    #[test]
+    fn count_limits_follow_poisson_and_negative_binomial_tails() {
+        // Poisson(2): P(X >= 9) = 2.4e-4, P(X >= 10) = 4.6e-5.
+        assert_eq!(count_tail_limits(2.0, 2.0, 1e-4), Some((None, 10.0)));
+        assert_eq!(count_tail_limits(2.0, 2.0, 1e-3), Some((None, 9.0)));
+        // Poisson(50): P(X <= 26) = 1.4e-4 and P(X <= 25) = 7.2e-5; P(X >= 78) = 1.5e-4 and
+        // P(X >= 79) = 9.2e-5 (scipy.stats.poisson).
+        assert_eq!(
+            count_tail_limits(50.0, 50.0, 1e-4),
+            Some((Some(25.0), 79.0))
+        );
+        // Over-dispersed counts (variance 3x the mean) reach much further: P(X >= 19) = 4.5e-4.
+        let (_, wide) = count_tail_limits(2.0, 6.0, 1e-4).expect("limits");
+        assert!(wide > 19.0, "{wide}");
+        assert_eq!(count_tail_limits(0.0, 0.0, 1e-4), None);
+        assert_eq!(count_tail_limits(2000.0, 2000.0, 1e-4), None);
+    }
 
     #[test]
     fn normal_quantiles_match_the_tables() {
