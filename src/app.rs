@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::alert::AlertSystem;
+use crate::alert::lifecycle::JudgedEvent;
 use crate::api;
 use crate::api::body::BodyLimit;
 use crate::api::error::ApiError;
@@ -51,14 +52,15 @@ impl AppState {
         tags: Option<Map<String, Value>>,
     ) -> Result<Vec<LogResult>, ApiError> {
         let outcome = self.pipeline.process(logs, tags).await?;
-        // The anomalies are committed; the rate tracker counts them by service, with each log's
-        // own timestamp and the arrival time (alert::lifecycle explains why both).
-        self.alerts.record_batch(
-            outcome
-                .judged
-                .iter()
-                .filter(|log| log.verdict.is_anomaly())
-                .map(|log| (log.raw.service.as_str(), log.parsed.timestamp)),
+        // The anomalies are committed; the rate tracker counts every judged log toward its
+        // service's traffic and the anomalies toward its bursts, with each log's own timestamp
+        // and the arrival time (alert::lifecycle explains why both).
+        self.alerts.observe(
+            outcome.judged.iter().map(|log| JudgedEvent {
+                service: log.raw.service.as_str(),
+                logged_at: log.parsed.timestamp,
+                verdict: &log.verdict,
+            }),
             Utc::now(),
         );
         self.learner.observe(&outcome.judged);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::detect::baseline::DEFAULT_FALSE_ALARM_BUDGET;
-use crate::detect::rate::{PartialRateRule, RateRules};
+use crate::detect::rate::{PartialRateRule, RateRules, VolumeTest};
 use crate::detect::rules::{RuleSet, Thresholds};
 
 /// A value that must never reach a log line, an error or an API response (webhook URLs, routing keys).
@@ -183,6 +183,11 @@ impl Settings {
             problems: Vec::new(),
         };
         let r = &mut reader;
+        let volume = VolumeTest {
+            max_probability: r.number_in("ALERT_MAX_PROBABILITY", 1e-3, PROBABILITY),
+            min_ratio: r.number_in("ALERT_MIN_RATIO", 2.0, RATIO),
+            rule_share: r.number_in("ALERT_RULE_SHARE", 0.001, SHARE),
+        };
         let settings = Settings {
             api_host: r.parsed("API_HOST", "127.0.0.1".parse().expect("literal IP")),
             api_port: r.parsed("API_PORT", 8000),
@@ -196,7 +201,7 @@ impl Settings {
             anomaly_threshold: r.finite("ANOMALY_THRESHOLD", 0.0),
             false_alarm_budget: r.budget("FALSE_ALARM_BUDGET", DEFAULT_FALSE_ALARM_BUDGET),
             alert_conditions: r.alert_conditions("ALERT_CONDITIONS"),
-            complex_alert_rules: r.complex_alert_rules("COMPLEX_ALERT_RULES"),
+            complex_alert_rules: r.complex_alert_rules("COMPLEX_ALERT_RULES", volume),
             slack_webhook_url: r.url("SLACK_WEBHOOK_URL").map(Secret),
             pagerduty_routing_key: r.text("PAGERDUTY_ROUTING_KEY").map(Secret::new),
             pagerduty_events_url: r
@@ -427,6 +432,20 @@ impl Reader<'_> {
         }
     }
 
+    /// A number that `range` accepts, else a problem naming what it expects.
+    fn number_in(&mut self, name: &str, default: f64, range: NumberRange) -> f64 {
+        let Some(raw) = self.text(name).map(str::to_owned) else {
+            return default;
+        };
+        match raw.parse::<f64>() {
+            Ok(value) if (range.accepts)(value) => value,
+            _ => {
+                self.problem(name, &raw, range.expected);
+                default
+            }
+        }
+    }
+
     fn budget(&mut self, name: &str, default: f64) -> f64 {
         let Some(raw) = self.text(name).map(str::to_owned) else {
             return default;
@@ -519,9 +538,9 @@ impl Reader<'_> {
         RuleSet::with_user_rules(user)
     }
 
-    fn complex_alert_rules(&mut self, name: &str) -> RateRules {
+    fn complex_alert_rules(&mut self, name: &str, volume: VolumeTest) -> RateRules {
         let Some(map) = self.json_object(name) else {
-            return RateRules::default();
+            return RateRules::with_user_rules(BTreeMap::new(), volume);
         };
         let mut user = BTreeMap::new();
         for (service, rule) in map {
@@ -548,16 +567,61 @@ impl Reader<'_> {
                             )),
                         }
                     }
+                    "pure_count" => match value.as_bool() {
+                        Some(pure) => partial.pure_count = Some(pure),
+                        None => self.problems.push(format!(
+                            "{name}: {service}.pure_count must be true or false, got {value}"
+                        )),
+                    },
+                    key @ ("max_probability" | "min_ratio" | "rule_share") => {
+                        let range = match key {
+                            "max_probability" => PROBABILITY,
+                            "min_ratio" => RATIO,
+                            _ => SHARE,
+                        };
+                        match value.as_f64().filter(|v| (range.accepts)(*v)) {
+                            Some(number) => match key {
+                                "max_probability" => partial.max_probability = Some(number),
+                                "min_ratio" => partial.min_ratio = Some(number),
+                                _ => partial.rule_share = Some(number),
+                            },
+                            None => self.problems.push(format!(
+                                "{name}: {service}.{key}: {}, got {value}",
+                                range.expected
+                            )),
+                        }
+                    }
                     other => self.problems.push(format!(
-                        "{name}: {service} has unknown key {other:?} (expected count, window_seconds)"
+                        "{name}: {service} has unknown key {other:?} (expected count, window_seconds, \
+                         pure_count, max_probability, min_ratio, rule_share)"
                     )),
                 }
             }
             user.insert(service, partial);
         }
-        RateRules::with_user_rules(user)
+        RateRules::with_user_rules(user, volume)
     }
 }
+
+/// What a numeric setting accepts, and the words that say so when it does not.
+#[derive(Clone, Copy)]
+struct NumberRange {
+    accepts: fn(f64) -> bool,
+    expected: &'static str,
+}
+
+const PROBABILITY: NumberRange = NumberRange {
+    accepts: |v| v > 0.0 && v <= 1.0,
+    expected: "expected a probability in (0, 1], e.g. 0.001",
+};
+const RATIO: NumberRange = NumberRange {
+    accepts: |v| (1.0..=1e6).contains(&v),
+    expected: "expected a ratio from 1 to 1000000, e.g. 2",
+};
+const SHARE: NumberRange = NumberRange {
+    accepts: |v| (0.0..=1.0).contains(&v),
+    expected: "expected a share of logs from 0 to 1, e.g. 0.001",
+};
 
 #[cfg(test)]
 mod tests {

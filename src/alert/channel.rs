@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::alert::lifecycle::{AlertRecord, AlertState, Transition, TransitionKind};
+use crate::alert::lifecycle::{AlertRecord, AlertState, RateContext, Transition, TransitionKind};
 use crate::settings::{Secret, Settings, WebhookFormat};
 
 /// Who sends: PagerDuty's `client`, Alertmanager's `receiver`, Slack's context line.
@@ -35,6 +35,10 @@ pub struct Notification {
     pub alert: AlertRecord,
     pub anomaly_count_in_window: u32,
     pub created_at: DateTime<Utc>,
+    /// The burst's window against its traffic (fired, repeated); absent in notifications stored
+    /// by earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<RateContext>,
 }
 
 impl Notification {
@@ -45,6 +49,7 @@ impl Notification {
             alert: transition.alert.clone(),
             anomaly_count_in_window: transition.in_window,
             created_at,
+            context: transition.context.clone(),
         }
     }
 
@@ -70,12 +75,27 @@ impl Notification {
     pub fn message(&self) -> String {
         let service = truncate(&self.alert.service, SERVICE_SHOWN_MAX_CHARS);
         match self.kind {
-            TransitionKind::Fired | TransitionKind::Repeated => format!(
-                "High anomaly rate for service '{service}': {} anomalies within {} s (rule: {}).",
-                self.anomaly_count_in_window,
-                seconds_text(self.alert.window_seconds),
-                self.rule_violated()
-            ),
+            TransitionKind::Fired | TransitionKind::Repeated => match &self.context {
+                Some(context) => {
+                    let mut text = format!(
+                        "High anomaly rate for service '{service}': {}.",
+                        context.describe(&seconds_text(self.alert.window_seconds))
+                    );
+                    if let Some(top) = &context.top_reason {
+                        text.push_str(&format!(
+                            " Top reason: {} ({} of the last {}), e.g. {}.",
+                            top.label, top.count, top.of, top.example
+                        ));
+                    }
+                    text
+                }
+                None => format!(
+                    "High anomaly rate for service '{service}': {} anomalies within {} s (rule: {}).",
+                    self.anomaly_count_in_window,
+                    seconds_text(self.alert.window_seconds),
+                    self.rule_violated()
+                ),
+            },
             TransitionKind::Resolved => format!(
                 "Resolved: anomaly rate for service '{service}' stayed below {} per {} s for a whole window ({} anomalies while firing).",
                 self.alert.threshold_count,
@@ -100,6 +120,11 @@ impl Notification {
             "resolved_at": alert.resolved_at.map(rfc3339),
             "anomaly_count": alert.anomaly_count,
             "bursts": alert.bursts,
+            "logs_in_window": self.context.as_ref().map(|c| c.logs),
+            "anomalies_in_window": self.context.as_ref().map(|c| c.anomalies),
+            "expected_anomalies": self.context.as_ref().map(|c| c.expected),
+            "probability": self.context.as_ref().map(|c| c.probability),
+            "top_reason": self.context.as_ref().and_then(|c| c.top_reason.as_ref()),
         })
     }
 }
@@ -388,7 +413,7 @@ pub fn alertmanager_body(notification: &Notification) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::lifecycle::{RULE_NAME, fingerprint};
+    use crate::alert::lifecycle::{RULE_NAME, TopReason, fingerprint};
 
     fn instant(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
@@ -422,6 +447,18 @@ mod tests {
             alert: alert(service),
             anomaly_count_in_window: 3,
             created_at: instant("2026-01-01T12:00:00.5Z"),
+            context: Some(RateContext {
+                logs: 60_000,
+                anomalies: 180,
+                expected: 60.0,
+                probability: 6e-30,
+                top_reason: Some(TopReason {
+                    label: "latency_ms high".to_owned(),
+                    count: 25,
+                    of: 32,
+                    example: "latency_ms 812 is far above its usual 60–110 (median 80)".to_owned(),
+                }),
+            }),
         }
     }
 
@@ -434,6 +471,7 @@ mod tests {
             alert,
             anomaly_count_in_window: 0,
             created_at: instant("2026-01-01T12:01:00Z"),
+            context: None,
         }
     }
 

@@ -27,20 +27,37 @@
 //! interval) uses the arrival clock, so no client timestamp can hold an alert open or close it.
 //! `docs/alerting.md` has the whole story.
 //!
+//! # Judged against traffic
+//!
+//! Every judged log counts toward its service's traffic, in buckets of a twelfth of its window on
+//! the event clock (the log's time; a replay at full speed is counted in its own time, as its
+//! anomalies are). Reaching `count` pages only when the window's anomalies are also more than the
+//! traffic explains ([`VolumeTest`]): the expected count is the scoring models' false-alarm budget
+//! over the logs they scored (or the share of logs they usually flag, if higher) plus the rules'
+//! usual share of the logs (`rule_share`, or the share usually seen, if higher). "Usually" is a
+//! decayed average over the service's last hour of traffic, held still while it is firing so an
+//! incident does not teach itself normal. A count below `min_ratio` times the expectation, or
+//! with a Poisson tail probability above `max_probability`, does not page and does not clear the
+//! window: the next anomaly is judged again. A rule with `pure_count` pages on the count alone.
+//!
 //! # Memory
 //!
-//! A service keeps at most `max(2 × count, 16)` window entries (24 bytes each) and the tracker at
-//! most `ALERT_MAX_SERVICES` services; idle services are dropped on the tick, and when the table
-//! is full the least recently active service that is not firing makes room. When every tracked
-//! service is firing, anomalies of new services are counted as untracked instead.
+//! A service keeps at most `max(2 × count, 16)` window entries (24 bytes each), 28 traffic buckets
+//! and 32 recent reasons of at most 160 characters; the tracker at most `ALERT_MAX_SERVICES`
+//! services. Idle services are dropped on the tick, and when the table is full the least recently
+//! active service that is not firing makes room. When every tracked service is firing, logs of
+//! new services are counted as untracked instead.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::detect::rate::{RateRule, RateRules};
+use crate::detect::baseline::{Direction, Evidence};
+use crate::detect::rate::{RateRule, RateRules, VolumeTest};
+use crate::detect::stats::poisson_upper_tail;
+use crate::detect::{DetectorKind, Verdict};
 
 /// The one rule this service alerts on (contract, "Detection semantics" 3).
 pub const RULE_NAME: &str = "high_anomaly_rate";
@@ -132,6 +149,79 @@ pub struct Transition {
     pub alert: AlertRecord,
     /// Anomalies in the window when it happened.
     pub in_window: u32,
+    /// The window's traffic and why the count is news, for a burst (fired, repeated).
+    pub context: Option<RateContext>,
+}
+
+/// A burst's window against its traffic: what an engineer reads at 3 a.m.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateContext {
+    /// Logs of the service judged in the window, and its anomalies among them.
+    pub logs: u64,
+    pub anomalies: u64,
+    /// Anomalies the models' budget and the rules' usual share explain.
+    pub expected: f64,
+    /// The chance of at least `anomalies` if only `expected` were at work (Poisson).
+    pub probability: f64,
+    /// The most common reason among the window's recent anomalies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_reason: Option<TopReason>,
+}
+
+impl RateContext {
+    /// "180 anomalies in 60 s among 60,000 logs (0.30 %; 60 expected, 3.0×)".
+    pub fn describe(&self, window_seconds: &str) -> String {
+        let share = if self.logs > 0 {
+            100.0 * self.anomalies as f64 / self.logs as f64
+        } else {
+            100.0
+        };
+        let ratio = if self.expected > 0.0 {
+            format!("{:.1}×", self.anomalies as f64 / self.expected)
+        } else {
+            "none expected".to_owned()
+        };
+        format!(
+            "{} anomalies in {window_seconds} s among {} logs ({share:.2} %; {} expected, {ratio})",
+            thousands(self.anomalies),
+            thousands(self.logs),
+            expected_text(self.expected),
+        )
+    }
+}
+
+/// The most common reason behind a burst, with one example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopReason {
+    /// Short and shared by many anomalies: "latency_ms high", "new region", "rule: cpu_usage".
+    pub label: String,
+    /// How many of the recent anomalies in the window had it, of how many.
+    pub count: u32,
+    pub of: u32,
+    /// One anomaly's own explanation: "latency_ms 812 is far above its usual 60–110 (median 80)".
+    pub example: String,
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn expected_text(expected: f64) -> String {
+    if expected >= 10.0 {
+        thousands(expected.round() as u64)
+    } else if expected >= 0.1 {
+        format!("{expected:.1}")
+    } else {
+        format!("{expected:.2}")
+    }
 }
 
 /// Bounds and timings of the lifecycle.
@@ -152,6 +242,161 @@ struct Entry {
     event: DateTime<Utc>,
 }
 
+/// One judged log as the tracker counts it: every log toward its service's traffic, anomalies
+/// toward its bursts too.
+#[derive(Debug, Clone, Copy)]
+pub struct JudgedEvent<'a> {
+    pub service: &'a str,
+    /// The log's own time, if it had one.
+    pub logged_at: Option<DateTime<Utc>>,
+    pub verdict: &'a Verdict,
+}
+
+/// Buckets per window of traffic counts: the window's traffic is known to a twelfth of it.
+const BUCKETS_PER_WINDOW: i64 = 12;
+/// Buckets kept per service: two windows' worth, whatever times the logs carry.
+const MAX_BUCKETS: usize = 2 * (BUCKETS_PER_WINDOW as usize + 2);
+/// How long "usually" reaches back, on the service's own clock.
+const USUAL_HORIZON_SECONDS: f64 = 3600.0;
+/// Logs the usual shares need before they count (decayed).
+const MIN_USUAL_LOGS: f64 = 1000.0;
+/// Recent reasons kept per service, and the characters kept of each.
+const MAX_REASON_NOTES: usize = 32;
+const MAX_REASON_CHARS: usize = 160;
+
+/// Logs and anomalies of one service in one bucket (or summed over a window).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Traffic {
+    judged: u64,
+    scored: u64,
+    /// The scoring models' flag shares summed: the model anomalies their budget explains.
+    model_expected: f64,
+    model: u64,
+    rule: u64,
+}
+
+impl Traffic {
+    fn add(&mut self, verdict: &Verdict) {
+        self.judged += 1;
+        if let Some(share) = verdict.model_share {
+            self.scored += 1;
+            self.model_expected += share;
+        }
+        match verdict.detector {
+            Some(DetectorKind::Model) => self.model += 1,
+            Some(DetectorKind::Rule) => self.rule += 1,
+            None => {}
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.judged += other.judged;
+        self.scored += other.scored;
+        self.model_expected += other.model_expected;
+        self.model += other.model;
+        self.rule += other.rule;
+    }
+
+    fn anomalies(&self) -> u64 {
+        self.model + self.rule
+    }
+}
+
+/// What a service usually shows: its traffic decayed over [`USUAL_HORIZON_SECONDS`] of its own
+/// time.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usual {
+    judged: f64,
+    scored: f64,
+    model: f64,
+    rule: f64,
+    at: Option<DateTime<Utc>>,
+}
+
+impl Usual {
+    fn learn(&mut self, traffic: &Traffic, at: DateTime<Utc>) {
+        if let Some(last) = self.at
+            && at > last
+        {
+            let elapsed = at.signed_duration_since(last).as_seconds_f64();
+            let keep = (-elapsed / USUAL_HORIZON_SECONDS).exp();
+            self.judged *= keep;
+            self.scored *= keep;
+            self.model *= keep;
+            self.rule *= keep;
+        }
+        self.at = Some(self.at.map_or(at, |last| last.max(at)));
+        self.judged += traffic.judged as f64;
+        self.scored += traffic.scored as f64;
+        self.model += traffic.model as f64;
+        self.rule += traffic.rule as f64;
+    }
+
+    fn model_share(&self) -> f64 {
+        if self.scored >= MIN_USUAL_LOGS {
+            self.model / self.scored
+        } else {
+            0.0
+        }
+    }
+
+    fn rule_share(&self) -> f64 {
+        if self.judged >= MIN_USUAL_LOGS {
+            self.rule / self.judged
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ReasonNote {
+    event: DateTime<Utc>,
+    label: String,
+    example: String,
+}
+
+fn clipped(text: &str) -> String {
+    super::channel::truncate(text, MAX_REASON_CHARS)
+}
+
+/// The short label and the example of an anomaly's first reason.
+fn reason_note(verdict: &Verdict, event: DateTime<Utc>) -> ReasonNote {
+    let (label, example) = if let Some(violation) = verdict.violations.first() {
+        (
+            format!("rule: {}", violation.feature),
+            format!(
+                "{} {} over its threshold {}",
+                violation.feature, violation.value, violation.threshold
+            ),
+        )
+    } else if let Some(reason) = verdict.reasons.first() {
+        let label = match &reason.evidence {
+            Evidence::Feature {
+                feature, direction, ..
+            } => match direction {
+                Direction::High => format!("{feature} high"),
+                Direction::Low => format!("{feature} low"),
+            },
+            Evidence::NewCategory { field, .. } => format!("new {field}"),
+            Evidence::Joint { .. } => "unusual combination".to_owned(),
+            Evidence::Forest { .. } => "isolated by the forest".to_owned(),
+        };
+        (label, reason.summary.clone())
+    } else {
+        let score = verdict.score.unwrap_or(f64::NAN);
+        (
+            "forest score".to_owned(),
+            format!("forest decision score {score:.4} below its cut"),
+        )
+    };
+    ReasonNote {
+        event,
+        label: clipped(&label),
+        example: clipped(&example),
+    }
+}
+
 #[derive(Debug)]
 struct Firing {
     alert: AlertRecord,
@@ -166,6 +411,113 @@ struct ServiceState {
     window: VecDeque<Entry>,
     firing: Option<Firing>,
     last_seen: DateTime<Utc>,
+    /// Judged logs and anomalies by bucket of event time.
+    traffic: BTreeMap<i64, Traffic>,
+    usual: Usual,
+    reasons: VecDeque<ReasonNote>,
+}
+
+impl ServiceState {
+    fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            window: VecDeque::new(),
+            firing: None,
+            last_seen: now,
+            traffic: BTreeMap::new(),
+            usual: Usual::default(),
+            reasons: VecDeque::new(),
+        }
+    }
+
+    fn count_traffic(&mut self, bucket: i64, traffic: &Traffic, event: DateTime<Utc>) {
+        self.traffic.entry(bucket).or_default().merge(traffic);
+        while self.traffic.len() > MAX_BUCKETS {
+            self.traffic.pop_first();
+        }
+        if self.firing.is_none() {
+            self.usual.learn(traffic, event);
+        }
+    }
+
+    /// The traffic in the window ending at `event`, whole buckets.
+    fn traffic_until(&self, event: DateTime<Utc>, window: TimeDelta, width: i64) -> Traffic {
+        let last = bucket_of(event, width);
+        let first = bucket_of(minus(event, window), width);
+        let mut total = Traffic::default();
+        for counts in self.traffic.range(first..=last).map(|(_, c)| c) {
+            total.merge(counts);
+        }
+        total
+    }
+
+    /// Why a window of anomalies ending at `event` is news, or `None` when its traffic explains it.
+    fn judge_burst(
+        &self,
+        test: Option<VolumeTest>,
+        in_window: u32,
+        event: DateTime<Utc>,
+        window: TimeDelta,
+        width: i64,
+    ) -> Option<RateContext> {
+        let traffic = self.traffic_until(event, window, width);
+        let anomalies = traffic.anomalies().max(u64::from(in_window));
+        let logs = traffic.judged.max(anomalies);
+        let rule_share = test.map_or(0.0, |t| t.rule_share);
+        let model = traffic
+            .model_expected
+            .max(traffic.scored as f64 * self.usual.model_share());
+        let rules = logs as f64 * rule_share.max(self.usual.rule_share());
+        let expected = model + rules;
+        let probability = poisson_upper_tail(anomalies, expected);
+        if let Some(test) = test {
+            let explained = (anomalies as f64) < test.min_ratio * expected
+                || probability >= test.max_probability;
+            if explained {
+                return None;
+            }
+        }
+        Some(RateContext {
+            logs,
+            anomalies,
+            expected,
+            probability,
+            top_reason: self.top_reason(minus(event, window)),
+        })
+    }
+
+    fn note_reason(&mut self, note: ReasonNote) {
+        if self.reasons.len() == MAX_REASON_NOTES {
+            self.reasons.pop_front();
+        }
+        self.reasons.push_back(note);
+    }
+
+    fn top_reason(&self, after: DateTime<Utc>) -> Option<TopReason> {
+        let recent: Vec<&ReasonNote> = self.reasons.iter().filter(|n| n.event > after).collect();
+        let mut tally: Vec<(&str, u32, &str)> = Vec::new();
+        for note in &recent {
+            match tally.iter_mut().find(|(label, ..)| *label == note.label) {
+                Some((_, count, _)) => *count += 1,
+                None => tally.push((&note.label, 1, &note.example)),
+            }
+        }
+        let (label, count, example) = tally.into_iter().max_by_key(|(_, count, _)| *count)?;
+        Some(TopReason {
+            label: label.to_owned(),
+            count,
+            of: u32::try_from(recent.len()).unwrap_or(u32::MAX),
+            example: example.to_owned(),
+        })
+    }
+}
+
+/// Width in milliseconds of a service's traffic buckets.
+fn bucket_width(window: TimeDelta) -> i64 {
+    (window.num_milliseconds() / BUCKETS_PER_WINDOW).max(1)
+}
+
+fn bucket_of(instant: DateTime<Utc>, width: i64) -> i64 {
+    instant.timestamp_millis().div_euclid(width)
 }
 
 /// Per-service sliding windows and alert states.
@@ -179,6 +531,15 @@ pub struct Tracker {
     evicted: u64,
     late: u64,
 }
+
+/// What [`Tracker::record`] counts: a log that broke a rule, with no model.
+const LONE_RULE_ANOMALY: Verdict = Verdict {
+    score: None,
+    violations: Vec::new(),
+    detector: Some(DetectorKind::Rule),
+    reasons: Vec::new(),
+    model_share: None,
+};
 
 /// Window entries kept per service: enough for any burst of `count`, bounded whatever arrives.
 fn entry_cap(count: u32) -> usize {
@@ -239,53 +600,125 @@ impl Tracker {
     pub fn restore(&mut self, alert: AlertRecord, now: DateTime<Utc>) {
         self.next_id = self.next_id.max(alert.id.saturating_add(1));
         let service = alert.service.clone();
-        self.services.insert(
-            service,
-            ServiceState {
-                window: VecDeque::new(),
-                firing: Some(Firing {
-                    alert,
-                    last_hot_at: now,
-                    dirty: false,
-                }),
-                last_seen: now,
-            },
-        );
+        let mut state = ServiceState::new(now);
+        state.firing = Some(Firing {
+            alert,
+            last_hot_at: now,
+            dirty: false,
+        });
+        self.services.insert(service, state);
     }
 
-    /// Counts one anomaly of `service`, whose log said `logged_at`, arriving `now`.
+    /// Counts one anomaly of `service`, whose log said `logged_at`, arriving `now`, as a log that
+    /// broke a rule and came alone.
     pub fn record(
         &mut self,
         service: &str,
         logged_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Option<Transition> {
-        let rule = self.rules.rule_for(service);
-        let window = window_of(rule);
-        let event = logged_at.unwrap_or(now);
-        if let Some(lateness) = self.limits.max_lateness {
-            let lateness = TimeDelta::from_std(lateness).unwrap_or(TimeDelta::MAX);
-            if event < minus(now, lateness) {
-                self.late += 1;
-                return None;
+        let event = JudgedEvent {
+            service,
+            logged_at,
+            verdict: &LONE_RULE_ANOMALY,
+        };
+        self.observe([event], now).pop()
+    }
+
+    /// Counts a batch of judged logs arriving `now`: every log toward its service's traffic,
+    /// then each anomaly toward a burst. Returns the transitions, in order.
+    pub fn observe<'a>(
+        &mut self,
+        logs: impl IntoIterator<Item = JudgedEvent<'a>>,
+        now: DateTime<Utc>,
+    ) -> Vec<Transition> {
+        let logs: Vec<JudgedEvent<'a>> = logs.into_iter().collect();
+        // Traffic first, summed per service and bucket, so that a burst is judged against the
+        // whole batch it came in.
+        let mut sums: Vec<(&str, i64, Traffic, DateTime<Utc>)> = Vec::new();
+        let mut current: Option<(&str, i64)> = None;
+        for log in &logs {
+            let event = log.logged_at.unwrap_or(now);
+            if self.is_late(event, now) {
+                continue;
+            }
+            let width = match current {
+                Some((service, width)) if service == log.service => width,
+                _ => {
+                    let width = bucket_width(window_of(self.rules.rule_for(log.service)));
+                    current = Some((log.service, width));
+                    width
+                }
+            };
+            let bucket = bucket_of(event, width);
+            let found = sums
+                .iter_mut()
+                .rev()
+                .find(|(service, b, ..)| *b == bucket && *service == log.service);
+            match found {
+                Some((_, _, traffic, latest)) => {
+                    traffic.add(log.verdict);
+                    *latest = (*latest).max(event);
+                }
+                None => {
+                    let mut traffic = Traffic::default();
+                    traffic.add(log.verdict);
+                    sums.push((log.service, bucket, traffic, event));
+                }
             }
         }
+        for (service, bucket, traffic, latest) in &sums {
+            if let Some(state) = self.state_for(service, now) {
+                state.count_traffic(*bucket, traffic, *latest);
+            } else {
+                self.untracked += traffic.anomalies();
+            }
+        }
+        let mut transitions = Vec::new();
+        for log in logs.iter().filter(|log| log.verdict.is_anomaly()) {
+            transitions.extend(self.record_anomaly(log, now));
+        }
+        transitions
+    }
+
+    fn is_late(&mut self, event: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let Some(lateness) = self.limits.max_lateness else {
+            return false;
+        };
+        let lateness = TimeDelta::from_std(lateness).unwrap_or(TimeDelta::MAX);
+        event < minus(now, lateness)
+    }
+
+    /// The state of `service`, made room for if new; `None` when the table is full of firing
+    /// services.
+    fn state_for(&mut self, service: &str, now: DateTime<Utc>) -> Option<&mut ServiceState> {
         if !self.services.contains_key(service) {
             if !self.make_room() {
-                self.untracked += 1;
                 return None;
             }
-            self.services.insert(
-                service.to_owned(),
-                ServiceState {
-                    window: VecDeque::new(),
-                    firing: None,
-                    last_seen: now,
-                },
-            );
+            self.services
+                .insert(service.to_owned(), ServiceState::new(now));
         }
         let state = self.services.get_mut(service)?;
         state.last_seen = state.last_seen.max(now);
+        Some(state)
+    }
+
+    /// Counts one anomaly toward its service's burst (its traffic is already counted).
+    fn record_anomaly(&mut self, log: &JudgedEvent<'_>, now: DateTime<Utc>) -> Option<Transition> {
+        let service = log.service;
+        let rule = self.rules.rule_for(service);
+        let window = window_of(rule);
+        let event = log.logged_at.unwrap_or(now);
+        if self.is_late(event, now) {
+            self.late += 1;
+            return None;
+        }
+        let Some(state) = self.services.get_mut(service) else {
+            // Its traffic found no room: counted as untracked there.
+            return None;
+        };
+        state.note_reason(reason_note(log.verdict, event));
 
         let arrival_cutoff = minus(now, window);
         while state
@@ -313,6 +746,8 @@ impl Tracker {
         if in_window < rule.count {
             return None;
         }
+        let context =
+            state.judge_burst(rule.volume, in_window, event, window, bucket_width(window))?;
         // The contract: reaching `count` resets that service's window.
         state.window.clear();
         match &mut state.firing {
@@ -345,6 +780,7 @@ impl Tracker {
                     kind: TransitionKind::Fired,
                     alert,
                     in_window,
+                    context: Some(context),
                 })
             }
             Some(firing) => {
@@ -363,6 +799,7 @@ impl Tracker {
                     kind: TransitionKind::Repeated,
                     alert: firing.alert.clone(),
                     in_window,
+                    context: Some(context),
                 })
             }
         }
@@ -396,6 +833,7 @@ impl Tracker {
                     kind: TransitionKind::Resolved,
                     alert,
                     in_window: u32::try_from(in_window).unwrap_or(u32::MAX),
+                    context: None,
                 });
                 state.firing = None;
             } else if firing.dirty {
@@ -403,9 +841,11 @@ impl Tracker {
                 changed.push(firing.alert.clone());
             }
         }
+        // A service keeps its usual shares while it sends logs; after an hour without any (or a
+        // window, if longer) it is forgotten.
         self.services.retain(|service, state| {
-            let cutoff = minus(now, window_of(rules.rule_for(service)));
-            state.firing.is_some() || state.window.back().is_some_and(|e| e.arrival > cutoff)
+            let keep = window_of(rules.rule_for(service)).max(TimeDelta::seconds(3600));
+            state.firing.is_some() || state.last_seen > minus(now, keep)
         });
         (transitions, changed)
     }
@@ -486,13 +926,17 @@ mod tests {
 
     /// `svc`: 3 anomalies in 10 s.
     fn tracker(max_services: usize) -> Tracker {
-        let rules = RateRules::with_user_rules(BTreeMap::from([(
-            "svc".to_owned(),
-            PartialRateRule {
-                count: Some(3),
-                window: Some(Duration::from_secs(10)),
-            },
-        )]));
+        let rules = RateRules::with_user_rules(
+            BTreeMap::from([(
+                "svc".to_owned(),
+                PartialRateRule {
+                    count: Some(3),
+                    window: Some(Duration::from_secs(10)),
+                    ..PartialRateRule::default()
+                },
+            )]),
+            VolumeTest::default(),
+        );
         Tracker::new(
             rules,
             TrackerLimits {
@@ -680,13 +1124,17 @@ mod tests {
 
     #[test]
     fn a_zero_length_window_never_panics() {
-        let rules = RateRules::with_user_rules(BTreeMap::from([(
-            "svc".to_owned(),
-            PartialRateRule {
-                count: Some(2),
-                window: Some(Duration::ZERO),
-            },
-        )]));
+        let rules = RateRules::with_user_rules(
+            BTreeMap::from([(
+                "svc".to_owned(),
+                PartialRateRule {
+                    count: Some(2),
+                    window: Some(Duration::ZERO),
+                    ..PartialRateRule::default()
+                },
+            )]),
+            VolumeTest::default(),
+        );
         let limits = TrackerLimits {
             repeat_interval: HOUR,
             max_services: 10,
@@ -774,12 +1222,13 @@ mod tests {
     }
 
     #[test]
-    fn idle_services_are_dropped_on_the_tick() {
+    fn services_idle_for_an_hour_are_dropped_on_the_tick() {
+        // An hour, not a window: a service keeps what it usually shows while it sends logs.
         let mut tracker = tracker(10);
         tracker.record("svc", None, at(0.0));
-        tracker.tick(at(5.0));
+        tracker.tick(at(3599.0));
         assert_eq!(tracker.tracked_services(), 1);
-        tracker.tick(at(10.5));
+        tracker.tick(at(3600.5));
         assert_eq!(tracker.tracked_services(), 0);
     }
 
@@ -817,5 +1266,281 @@ mod tests {
             .collect();
         let alert = &fired[9].as_ref().expect("fires").alert;
         assert!(alert.dedup_key().len() <= 255);
+    }
+
+    mod at_volume {
+        //! Rate alerts judged against traffic, on simulated time (issue #18).
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        use super::*;
+        use crate::detect::baseline::Reason;
+
+        const BUDGET: f64 = 0.001;
+
+        fn verdict(detector: Option<DetectorKind>, model_share: Option<f64>) -> Verdict {
+            Verdict {
+                score: model_share.map(|_| 0.1),
+                violations: Vec::new(),
+                detector,
+                reasons: Vec::new(),
+                model_share,
+            }
+        }
+
+        /// What one simulated run saw.
+        struct Run {
+            fired_at: Vec<f64>,
+            contexts: Vec<RateContext>,
+        }
+
+        /// Sends `rate` logs per simulated second of `service` from `start` for `seconds`, each an
+        /// anomaly of `detector` with probability `share`; normal logs are scored by a model held
+        /// to the budget when `scored`.
+        #[allow(clippy::too_many_arguments)]
+        fn send(
+            tracker: &mut Tracker,
+            rng: &mut StdRng,
+            service: &str,
+            (start, seconds): (f64, u32),
+            rate: u32,
+            share: f64,
+            detector: DetectorKind,
+            scored: bool,
+        ) -> Run {
+            let model_share = scored.then_some(BUDGET);
+            let normal = verdict(None, model_share);
+            let anomalous = verdict(Some(detector), model_share);
+            let mut run = Run {
+                fired_at: Vec::new(),
+                contexts: Vec::new(),
+            };
+            for second in 0..seconds {
+                let now = start + f64::from(second);
+                let batch: Vec<JudgedEvent<'_>> = (0..rate)
+                    .map(|i| JudgedEvent {
+                        service,
+                        logged_at: Some(at(now + f64::from(i) / f64::from(rate))),
+                        verdict: if rng.random::<f64>() < share {
+                            &anomalous
+                        } else {
+                            &normal
+                        },
+                    })
+                    .collect();
+                for transition in tracker.observe(batch, at(now + 1.0)) {
+                    if transition.kind == TransitionKind::Fired {
+                        run.fired_at.push(now);
+                        run.contexts.extend(transition.context);
+                    }
+                }
+                tracker.tick(at(now + 1.0));
+            }
+            run
+        }
+
+        fn tracker_with(user: BTreeMap<String, PartialRateRule>) -> Tracker {
+            Tracker::new(
+                RateRules::with_user_rules(user, VolumeTest::default()),
+                TrackerLimits {
+                    repeat_interval: HOUR,
+                    max_services: 10,
+                    max_lateness: None,
+                },
+                1,
+            )
+        }
+
+        #[test]
+        fn a_busy_service_at_its_budget_raises_no_alert_in_an_hour_then_a_burst_alerts() {
+            // web_server's built-in rule: 3 anomalies in 60 s. At 1,000 logs/s the budget alone
+            // makes ~60 a minute; the original fired on them all hour long.
+            let mut tracker = tracker_with(BTreeMap::new());
+            let mut rng = StdRng::seed_from_u64(7);
+            let web = "web_server";
+            let quiet = send(
+                &mut tracker,
+                &mut rng,
+                web,
+                (0.0, 3600),
+                1000,
+                BUDGET,
+                DetectorKind::Model,
+                true,
+            );
+            assert!(quiet.fired_at.is_empty(), "fired at {:?}", quiet.fired_at);
+            let burst = send(
+                &mut tracker,
+                &mut rng,
+                web,
+                (3600.0, 60),
+                1000,
+                0.02,
+                DetectorKind::Model,
+                true,
+            );
+            let first = burst.fired_at.first().expect("a 2 % burst alerts");
+            assert!(
+                *first < 3660.0,
+                "alerted {} s into the burst",
+                first - 3600.0
+            );
+            assert_eq!(burst.fired_at.len(), 1, "one alert per burst");
+            let context = &burst.contexts[0];
+            assert!(context.logs >= 1000 && context.anomalies as f64 > 2.0 * context.expected);
+            assert!(context.probability < 1e-3);
+        }
+
+        #[test]
+        fn a_quiet_service_still_alerts_on_three_anomalies_in_a_minute() {
+            let mut tracker = tracker_with(BTreeMap::new());
+            let mut rng = StdRng::seed_from_u64(8);
+            let web = "web_server";
+            let calm = send(
+                &mut tracker,
+                &mut rng,
+                web,
+                (0.0, 600),
+                1,
+                0.0,
+                DetectorKind::Model,
+                true,
+            );
+            assert!(calm.fired_at.is_empty());
+            let burst = send(
+                &mut tracker,
+                &mut rng,
+                web,
+                (600.0, 3),
+                1,
+                1.0,
+                DetectorKind::Model,
+                true,
+            );
+            assert_eq!(burst.fired_at, vec![602.0]);
+        }
+
+        #[test]
+        fn a_rule_violation_tail_does_not_page_at_volume_but_five_percent_does() {
+            let mut tracker = tracker_with(BTreeMap::new());
+            let mut rng = StdRng::seed_from_u64(9);
+            let db = "database";
+            let tail = send(
+                &mut tracker,
+                &mut rng,
+                db,
+                (0.0, 3600),
+                1000,
+                0.0001,
+                DetectorKind::Rule,
+                false,
+            );
+            assert!(tail.fired_at.is_empty(), "fired at {:?}", tail.fired_at);
+            let storm = send(
+                &mut tracker,
+                &mut rng,
+                db,
+                (3600.0, 120),
+                1000,
+                0.05,
+                DetectorKind::Rule,
+                false,
+            );
+            assert_eq!(storm.fired_at.len(), 1);
+            assert!(storm.fired_at[0] < 3720.0, "within one window of 120 s");
+        }
+
+        #[test]
+        fn pure_count_pages_on_the_count_alone_as_the_original_did() {
+            let user = BTreeMap::from([(
+                "web_server".to_owned(),
+                PartialRateRule {
+                    pure_count: Some(true),
+                    ..PartialRateRule::default()
+                },
+            )]);
+            let mut tracker = tracker_with(user);
+            let mut rng = StdRng::seed_from_u64(7);
+            let web = "web_server";
+            let run = send(
+                &mut tracker,
+                &mut rng,
+                web,
+                (0.0, 120),
+                1000,
+                BUDGET,
+                DetectorKind::Model,
+                true,
+            );
+            assert_eq!(run.fired_at.len(), 1, "fires once, then stays firing");
+            assert!(run.fired_at[0] < 10.0);
+        }
+
+        #[test]
+        fn a_service_that_usually_flags_more_than_its_budget_is_judged_by_what_it_usually_does() {
+            // A model flagging 0.3 % (three times its budget) all along is not an incident; a
+            // burst on top of it still is.
+            let mut tracker = tracker_with(BTreeMap::new());
+            let mut rng = StdRng::seed_from_u64(10);
+            let web = "web_server";
+            let usual = send(
+                &mut tracker,
+                &mut rng,
+                web,
+                (0.0, 3600),
+                1000,
+                0.003,
+                DetectorKind::Model,
+                true,
+            );
+            // Until an hour's worth of traffic is in, only the first minutes may page.
+            assert!(
+                usual.fired_at.iter().all(|t| *t < 120.0),
+                "fired at {:?}",
+                usual.fired_at
+            );
+            let burst = send(
+                &mut tracker,
+                &mut rng,
+                web,
+                (3600.0, 60),
+                1000,
+                0.03,
+                DetectorKind::Model,
+                true,
+            );
+            assert_eq!(burst.fired_at.len(), 1);
+        }
+
+        #[test]
+        fn the_alert_names_the_most_common_reason_of_its_window() {
+            let mut tracker = tracker_with(BTreeMap::new());
+            let slow = Verdict {
+                reasons: vec![Reason::new(Evidence::Feature {
+                    feature: "latency_ms".to_owned(),
+                    value: 812.0,
+                    median: 80.0,
+                    typical_low: 60.0,
+                    typical_high: 110.0,
+                    direction: Direction::High,
+                    z: 9.0,
+                    cut: 3.8,
+                })],
+                ..verdict(Some(DetectorKind::Model), Some(BUDGET))
+            };
+            let events: Vec<JudgedEvent<'_>> = (0..3)
+                .map(|i| JudgedEvent {
+                    service: "web_server",
+                    logged_at: Some(at(f64::from(i))),
+                    verdict: &slow,
+                })
+                .collect();
+            let fired = tracker.observe(events, at(3.0));
+            let context = fired[0].context.as_ref().expect("context");
+            let top = context.top_reason.as_ref().expect("a reason");
+            assert_eq!(top.label, "latency_ms high");
+            assert_eq!((top.count, top.of), (3, 3));
+            assert!(top.example.contains("812"), "{}", top.example);
+        }
     }
 }

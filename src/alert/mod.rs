@@ -1,7 +1,7 @@
 //! Rate alerts: anomalies in, pages out (contract, "Detection semantics" 3 and 4; issue #5).
 //!
 //! ```text
-//! AppState::ingest ─ record_batch(service, log timestamp, now) ─▶ lifecycle::Tracker (in memory)
+//! AppState::ingest ─ observe(every judged log: service, timestamp, verdict; now) ─▶ lifecycle::Tracker
 //!                         │ a transition (fired / repeated / resolved)
 //!                         ▼
 //!              spawned task: console event + store::AlertStore::record (alert + outbox rows, one txn)
@@ -11,7 +11,7 @@
 //! tick (every 250 ms) ─ resolves quiet alerts, stores counts
 //! ```
 //!
-//! The request never waits for any of it: recording is an in-memory update under a short lock,
+//! The request never waits for any of it: counting is an in-memory update under a short lock,
 //! and storing and delivering happen on other tasks. Which clock counts for old, future and
 //! missing timestamps is explained in [`lifecycle`] and `docs/alerting.md`.
 
@@ -34,7 +34,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::alert::channel::{Channel, Notification, log_to_console};
-use crate::alert::lifecycle::{AlertRecord, Tracker, TrackerLimits, Transition, TransitionKind};
+use crate::alert::lifecycle::{
+    AlertRecord, JudgedEvent, Tracker, TrackerLimits, Transition, TransitionKind,
+};
 use crate::alert::retry::RetryPolicy;
 use crate::alert::store::{AlertQuery, AlertStore, AlertStoreError, DeliveryStatus, StoredAlert};
 use crate::alert::worker::{ChannelCounters, Worker};
@@ -218,33 +220,35 @@ impl AlertSystem {
     /// Counts one anomaly of `service` whose log said `logged_at` (`None`: no timestamp),
     /// arriving `now`. Never waits: a resulting notification is stored and sent by other tasks.
     pub fn record(&self, service: &str, logged_at: Option<DateTime<Utc>>, now: DateTime<Utc>) {
-        self.record_batch([(service, logged_at)], now);
+        let transitions = lock(&self.inner.tracker)
+            .record(service, logged_at, now)
+            .into_iter()
+            .collect();
+        self.inner
+            .counters
+            .anomalies
+            .fetch_add(1, Ordering::Relaxed);
+        self.dispatch(transitions);
     }
 
-    /// [`Self::record`] for a batch of anomalies that arrived together.
-    pub fn record_batch<'a>(
-        &self,
-        anomalies: impl IntoIterator<Item = (&'a str, Option<DateTime<Utc>>)>,
-        now: DateTime<Utc>,
-    ) {
-        let mut anomalies = anomalies.into_iter().peekable();
-        if anomalies.peek().is_none() {
-            // Most batches have no anomaly: they never touch the tracker's lock.
+    /// Counts a batch of judged logs that arrived together at `now`: each toward its service's
+    /// traffic, the anomalies toward its bursts (see [`lifecycle`]). Never waits: a resulting
+    /// notification is stored and sent by other tasks.
+    pub fn observe<'a>(&self, logs: impl IntoIterator<Item = JudgedEvent<'a>>, now: DateTime<Utc>) {
+        let logs: Vec<JudgedEvent<'a>> = logs.into_iter().collect();
+        if logs.is_empty() {
             return;
         }
-        let mut transitions = Vec::new();
-        let mut counted = 0;
-        {
-            let mut tracker = lock(&self.inner.tracker);
-            for (service, logged_at) in anomalies {
-                counted += 1;
-                transitions.extend(tracker.record(service, logged_at, now));
-            }
-        }
+        let counted = logs.iter().filter(|log| log.verdict.is_anomaly()).count() as u64;
+        let transitions = lock(&self.inner.tracker).observe(logs, now);
         self.inner
             .counters
             .anomalies
             .fetch_add(counted, Ordering::Relaxed);
+        self.dispatch(transitions);
+    }
+
+    fn dispatch(&self, transitions: Vec<Transition>) {
         if transitions.is_empty() {
             return;
         }

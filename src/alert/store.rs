@@ -549,6 +549,7 @@ mod tests {
     fn notification(id: i64, kind: TransitionKind) -> Notification {
         let now = Utc::now();
         Notification {
+            context: None,
             kind,
             alert: AlertRecord {
                 id,

@@ -226,7 +226,8 @@ pub struct Reason {
 }
 
 impl Reason {
-    fn new(evidence: Evidence) -> Self {
+    /// The reason for `evidence`, with its line for people.
+    pub fn new(evidence: Evidence) -> Self {
         let summary = match &evidence {
             Evidence::Feature {
                 feature,

@@ -46,6 +46,9 @@ pub struct Verdict {
     pub detector: Option<DetectorKind>,
     /// Why the model flagged the log; empty otherwise.
     pub reasons: Vec<Reason>,
+    /// The share of normal logs the model that scored this log flags by design
+    /// ([`ServiceModel::expected_flag_share`]); `None` when no model scored it.
+    pub model_share: Option<f64>,
 }
 
 impl Verdict {
@@ -129,6 +132,7 @@ impl Detector {
             violations,
             detector,
             reasons,
+            model_share: scored.map(|(model, _)| model.expected_flag_share()),
         }
     }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::detect::baseline::Baseline;
-use crate::forest::ModelArtifact;
+use crate::forest::{Contamination, ModelArtifact};
 
 /// Where a model came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,6 +40,9 @@ impl ModelSource {
         }
     }
 }
+
+/// What a forest fitted with contamination "auto" is taken to flag.
+const AUTO_CONTAMINATION_SHARE: f64 = 0.05;
 
 /// A fitted forest with the features it reads, ready to score a service's logs.
 #[derive(Debug, Clone)]
@@ -88,6 +91,20 @@ impl ServiceModel {
         (0..count)
             .map(|index| forest.decision_function_one(&rows[index * width..(index + 1) * width]))
             .collect()
+    }
+
+    /// The share of a service's normal logs this model flags by design: its baseline's false-alarm
+    /// budget; for a model without a baseline, which flags below the forest's offset, its
+    /// contamination (a forest with contamination "auto" is taken as 5 %, scikit-learn's usual
+    /// reading of it). Rate alerts judge a window's model anomalies against it.
+    pub fn expected_flag_share(&self) -> f64 {
+        if let Some(baseline) = &self.baseline {
+            return baseline.budget;
+        }
+        match self.artifact.forest.fitted_params().contamination() {
+            Contamination::Fraction(share) => share,
+            Contamination::Auto => AUTO_CONTAMINATION_SHARE,
+        }
     }
 
     /// The metadata key under which a model file keeps its baseline, as JSON.

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::detect::rate::builtin_rate_rules;
+use crate::detect::rate::{VolumeTest, builtin_rate_rules};
 use crate::parse::{FormatType, RawLog};
 
 /// The `application` logs' pattern, exactly as the original simulator sent it (contract, "Log formats").
@@ -87,7 +87,7 @@ impl ServiceKind {
 
     /// Logs in one error burst: the service's built-in rate rule count, so one burst alone reaches it.
     pub fn burst_len(self) -> usize {
-        let rules = builtin_rate_rules();
+        let rules = builtin_rate_rules(VolumeTest::default());
         rules
             .get(self.name())
             .map_or(3, |rule| rule.count as usize)
