@@ -3,7 +3,9 @@
 //!
 //! The rate tracker is driven through `AppState::alerts` with explicit times, so these tests do
 //! not depend on the log parser; `ingested_rule_anomalies_page_once` goes through the HTTP ingest
-//! endpoint as well. Windows and backoffs are fractions of a second; every wait is a bounded poll.
+//! endpoint as well, and `busy_normal_traffic_does_not_page_and_a_burst_on_it_pages_once` sends
+//! 150,000 logs through it with simulated timestamps. Windows and backoffs are fractions of a
+//! second; every wait is a bounded poll.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -20,6 +22,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -764,4 +768,164 @@ async fn ingested_rule_anomalies_page_once() {
         .wait_for_alerts(|alerts| alerts.first().is_some_and(|a| a["anomaly_count"] == 4))
         .await;
     assert_eq!(alerts.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Judged against traffic (issue #18)
+
+/// A web_server access log `seconds` after `start`: latencies around 120 ms (log-normal), sizes that
+/// follow them, a status that is mostly 200; `slow` makes it break the built-in response_time rule.
+fn access_log(rng: &mut StdRng, start: DateTime<Utc>, seconds: f64, slow: bool) -> Value {
+    let gaussian = |rng: &mut StdRng| {
+        let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    };
+    let shared = gaussian(rng);
+    let response_time = if slow {
+        5000.0
+    } else {
+        (120.0 * (0.3 * shared).exp()).round()
+    };
+    let bytes = (5000.0 * (0.4 * shared + 0.2 * gaussian(rng)).exp()).round();
+    let status = if rng.random::<f64>() < 0.95 { 200 } else { 304 };
+    let at = start + chrono::TimeDelta::milliseconds((seconds * 1000.0) as i64);
+    json!({
+        "raw_log": json!({
+            "timestamp": at.to_rfc3339(),
+            "level": "INFO",
+            "message": "GET /api/cart",
+            "response_time": response_time,
+            "bytes": bytes,
+            "status": status,
+        }).to_string(),
+        "service": "web_server",
+        "source": "nginx",
+        "format_type": "json",
+    })
+}
+
+impl TestApp {
+    async fn post(&self, path: &str, body: &Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        assert!(status.is_success(), "{status}: {body}");
+        body
+    }
+
+    /// Trains from `logs` with a training job and waits for it (bounded by [`DEADLINE`]).
+    async fn train(&self, logs: Vec<Value>) {
+        let job = self.post("/api/v1/train", &json!({ "logs": logs })).await;
+        let id = job["job_id"].as_str().expect("a job id").to_owned();
+        let start = Instant::now();
+        loop {
+            let (_, body) = self.get(&format!("/api/v1/train/{id}")).await;
+            let job: Value = serde_json::from_str(&body).expect("json");
+            match job["status"].as_str() {
+                Some("succeeded") => return,
+                Some("failed") => panic!("training failed: {job}"),
+                _ => {}
+            }
+            assert!(start.elapsed() < DEADLINE, "training never finished: {job}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Sends `seconds` of web_server traffic at `rate` logs per simulated second from
+    /// `from` seconds after `start`, a `slow_share` of them breaking the response_time rule, in
+    /// batches of 2,000; returns how many the service flagged.
+    async fn send_traffic(
+        &self,
+        rng: &mut StdRng,
+        start: DateTime<Utc>,
+        (from, seconds): (f64, u32),
+        rate: u32,
+        slow_share: f64,
+    ) -> usize {
+        let total = seconds * rate;
+        let mut flagged = 0;
+        let mut sent = 0;
+        while sent < total {
+            let batch: Vec<Value> = (sent..(sent + 2000).min(total))
+                .map(|i| {
+                    let slow = rng.random::<f64>() < slow_share;
+                    access_log(rng, start, from + f64::from(i) / f64::from(rate), slow)
+                })
+                .collect();
+            sent += u32::try_from(batch.len()).expect("small");
+            let results = self
+                .post("/api/v1/stream/multi-source", &json!({ "logs": batch }))
+                .await;
+            flagged += results
+                .as_array()
+                .expect("a list")
+                .iter()
+                .filter(|r| r["is_anomaly"] == 1)
+                .count();
+        }
+        flagged
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_normal_traffic_does_not_page_and_a_burst_on_it_pages_once() {
+    let webhook = Receiver::start(&[]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let url = webhook.url("/hook");
+    let app = TestApp::spawn(
+        tmp.path(),
+        &[
+            ("GENERIC_WEBHOOK_URL", &url),
+            (
+                "COMPLEX_ALERT_RULES",
+                r#"{"web_server": {"count": 3, "window_seconds": 60}}"#,
+            ),
+        ],
+    )
+    .await;
+    let mut rng = StdRng::seed_from_u64(18);
+    let start = Utc::now() - chrono::TimeDelta::minutes(30);
+    let training: Vec<Value> = (0..2000)
+        .map(|i| access_log(&mut rng, start, f64::from(i) * 0.01, false))
+        .collect();
+    app.train(training).await;
+
+    // Four simulated minutes at 500 logs/s: the model flags a few tenths of a percent, which the
+    // original's 3-in-60-s rule would have paged on minute after minute.
+    let normal = app
+        .send_traffic(&mut rng, start, (60.0, 240), 500, 0.0)
+        .await;
+    assert!(normal >= 12, "only {normal} of 120,000 normal logs flagged");
+    webhook.expect_exactly(0, Duration::from_millis(300)).await;
+
+    // Then a minute in which 5 % of the logs break the response_time rule.
+    let burst = app
+        .send_traffic(&mut rng, start, (300.0, 60), 500, 0.05)
+        .await;
+    assert!(burst >= 1000, "{burst} flagged in the burst");
+    let received = webhook.expect_exactly(1, Duration::from_millis(500)).await;
+    let body = &received[0].body;
+    let details = &body["details"];
+    assert_eq!(details["service"], "web_server");
+    let logs = details["logs_in_window"].as_u64().expect("logs in window");
+    let anomalies = details["anomalies_in_window"].as_u64().expect("anomalies");
+    let expected = details["expected_anomalies"].as_f64().expect("expected");
+    assert!(logs >= 3000, "{details}");
+    assert!(anomalies as f64 >= 2.0 * expected, "{details}");
+    assert_eq!(
+        details["top_reason"]["label"], "rule: response_time",
+        "{details}"
+    );
+    let message = body["message"].as_str().expect("a message");
+    assert!(
+        message.contains("expected") && message.contains("Top reason"),
+        "{message}"
+    );
+    assert_eq!(app.alerts().await.len(), 1);
 }

@@ -462,7 +462,8 @@ impl ServiceState {
         let traffic = self.traffic_until(event, window, width);
         let anomalies = traffic.anomalies().max(u64::from(in_window));
         let logs = traffic.judged.max(anomalies);
-        let rule_share = test.map_or(0.0, |t| t.rule_share);
+        // A pure-count rule is not judged by it, but its alert still says what was expected.
+        let rule_share = test.unwrap_or_default().rule_share;
         let model = traffic
             .model_expected
             .max(traffic.scored as f64 * self.usual.model_share());
