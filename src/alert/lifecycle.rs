@@ -469,13 +469,13 @@ impl ServiceState {
             .max(traffic.scored as f64 * self.usual.model_share());
         let rules = logs as f64 * rule_share.max(self.usual.rule_share());
         let expected = model + rules;
+        // The ratio first: it is cheap, and at volume it is what fails.
+        if test.is_some_and(|t| (anomalies as f64) < t.min_ratio * expected) {
+            return None;
+        }
         let probability = poisson_upper_tail(anomalies, expected);
-        if let Some(test) = test {
-            let explained = (anomalies as f64) < test.min_ratio * expected
-                || probability >= test.max_probability;
-            if explained {
-                return None;
-            }
+        if test.is_some_and(|t| probability >= t.max_probability) {
+            return None;
         }
         Some(RateContext {
             logs,
@@ -623,31 +623,26 @@ impl Tracker {
             logged_at,
             verdict: &LONE_RULE_ANOMALY,
         };
-        self.observe([event], now).pop()
+        self.observe(&[event], now).pop()
     }
 
     /// Counts a batch of judged logs arriving `now`: every log toward its service's traffic,
     /// then each anomaly toward a burst. Returns the transitions, in order.
-    pub fn observe<'a>(
-        &mut self,
-        logs: impl IntoIterator<Item = JudgedEvent<'a>>,
-        now: DateTime<Utc>,
-    ) -> Vec<Transition> {
-        let logs: Vec<JudgedEvent<'a>> = logs.into_iter().collect();
+    pub fn observe(&mut self, logs: &[JudgedEvent<'_>], now: DateTime<Utc>) -> Vec<Transition> {
         // Traffic first, summed per service and bucket, so that a burst is judged against the
-        // whole batch it came in.
+        // whole batch it came in. A batch holds few services: small vectors beat maps here.
         let mut sums: Vec<(&str, i64, Traffic, DateTime<Utc>)> = Vec::new();
-        let mut current: Option<(&str, i64)> = None;
-        for log in &logs {
+        let mut widths: Vec<(&str, i64)> = Vec::new();
+        for log in logs {
             let event = log.logged_at.unwrap_or(now);
             if self.is_late(event, now) {
                 continue;
             }
-            let width = match current {
-                Some((service, width)) if service == log.service => width,
-                _ => {
+            let width = match widths.iter().find(|(service, _)| *service == log.service) {
+                Some((_, width)) => *width,
+                None => {
                     let width = bucket_width(window_of(self.rules.rule_for(log.service)));
-                    current = Some((log.service, width));
+                    widths.push((log.service, width));
                     width
                 }
             };
@@ -1329,7 +1324,7 @@ mod tests {
                         },
                     })
                     .collect();
-                for transition in tracker.observe(batch, at(now + 1.0)) {
+                for transition in tracker.observe(&batch, at(now + 1.0)) {
                     if transition.kind == TransitionKind::Fired {
                         run.fired_at.push(now);
                         run.contexts.extend(transition.context);
@@ -1536,7 +1531,7 @@ mod tests {
                     verdict: &slow,
                 })
                 .collect();
-            let fired = tracker.observe(events, at(3.0));
+            let fired = tracker.observe(&events, at(3.0));
             let context = fired[0].context.as_ref().expect("context");
             let top = context.top_reason.as_ref().expect("a reason");
             assert_eq!(top.label, "latency_ms high");

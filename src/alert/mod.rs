@@ -240,7 +240,7 @@ impl AlertSystem {
             return;
         }
         let counted = logs.iter().filter(|log| log.verdict.is_anomaly()).count() as u64;
-        let transitions = lock(&self.inner.tracker).observe(logs, now);
+        let transitions = lock(&self.inner.tracker).observe(&logs, now);
         self.inner
             .counters
             .anomalies
