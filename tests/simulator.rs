@@ -698,12 +698,40 @@ async fn help_lists_every_option() {
 #[derive(Debug, Default)]
 struct Service {
     seen: std::collections::BTreeMap<String, u64>,
-    /// id, service, firing, bursts; oldest first.
-    alerts: Vec<(i64, String, bool, u64)>,
+    /// Oldest first.
+    alerts: Vec<StubAlert>,
     /// `/api/v1/alerts` answers 404.
     alerts_broken: bool,
+    /// A new alert is listed only once the next ingest request has come (the real service stores
+    /// alerts a moment after answering).
+    store_late: bool,
+    requests: u64,
     /// Raw logs received, in order.
     logs: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct StubAlert {
+    id: i64,
+    service: String,
+    firing: bool,
+    bursts: u64,
+    started_at: Option<chrono::DateTime<Utc>>,
+    /// Listed once `requests` exceeds this.
+    listed_after: u64,
+}
+
+impl StubAlert {
+    fn firing(id: i64, service: &str, bursts: u64) -> Self {
+        Self {
+            id,
+            service: service.to_owned(),
+            firing: true,
+            bursts,
+            started_at: None,
+            listed_after: 0,
+        }
+    }
 }
 
 type SharedService = Arc<Mutex<Service>>;
@@ -711,6 +739,7 @@ type SharedService = Arc<Mutex<Service>>;
 async fn service_ingest(State(service): State<SharedService>, Json(body): Json<Value>) -> Response {
     let logs = body["logs"].as_array().cloned().unwrap_or_default();
     let mut service = service.lock().expect("lock");
+    service.requests += 1;
     let mut results = Vec::new();
     for log in &logs {
         let name = log["service"].as_str().unwrap_or_default().to_owned();
@@ -720,12 +749,16 @@ async fn service_ingest(State(service): State<SharedService>, Json(body): Json<V
             let open = service
                 .alerts
                 .iter_mut()
-                .find(|(_, s, firing, _)| *s == name && *firing);
+                .find(|alert| alert.service == name && alert.firing);
             match open {
-                Some(alert) => alert.3 += 1,
+                Some(alert) => alert.bursts += 1,
                 None => {
-                    let id = service.alerts.len() as i64 + 1;
-                    service.alerts.push((id, name.clone(), true, 1));
+                    let mut alert = StubAlert::firing(service.alerts.len() as i64 + 1, &name, 1);
+                    if service.store_late {
+                        alert.started_at = Some(Utc::now());
+                        alert.listed_after = service.requests;
+                    }
+                    service.alerts.push(alert);
                 }
             }
         }
@@ -771,13 +804,15 @@ async fn service_alerts(
         .alerts
         .iter()
         .rev()
-        .filter(|(_, _, firing, _)| !firing_only || *firing)
+        .filter(|alert| service.requests > alert.listed_after)
+        .filter(|alert| !firing_only || alert.firing)
         .take(limit)
-        .map(|(id, name, firing, bursts)| {
+        .map(|alert| {
             json!({
-                "id": id, "service": name,
-                "state": if *firing { "firing" } else { "resolved" },
-                "bursts": bursts, "anomaly_count": bursts, "deliveries": [],
+                "id": alert.id, "service": alert.service,
+                "state": if alert.firing { "firing" } else { "resolved" },
+                "bursts": alert.bursts, "anomaly_count": alert.bursts, "deliveries": [],
+                "started_at": alert.started_at,
             })
         })
         .collect();
@@ -813,7 +848,7 @@ async fn the_alert_drill_times_the_first_alert_to_the_batch_that_raised_it() {
 
     // Arrange: a database alert is firing from before and never resolves.
     let (url, service) = spawn_service(Service {
-        alerts: vec![(1, "database".to_owned(), true, 4)],
+        alerts: vec![StubAlert::firing(1, "database", 4)],
         ..Service::default()
     })
     .await;
@@ -887,6 +922,11 @@ async fn the_alert_drill_times_the_first_alert_to_the_batch_that_raised_it() {
         incident_report["time_to_first_alert_seconds"], expected,
         "{incident_report}"
     );
+    assert_eq!(incident_report["first_alert_seen_seconds"], expected);
+    assert_eq!(
+        incident_report["first_alert_timed_by"], "seen",
+        "no started_at"
+    );
     assert_eq!(incident_report["resolution_seconds"], 0.5);
     assert_eq!(incident_report["first_alert_service"], "web_server");
     assert_eq!(incident_report["alerts"], 1);
@@ -905,6 +945,68 @@ async fn the_alert_drill_times_the_first_alert_to_the_batch_that_raised_it() {
     let sent_incident: Vec<&str> = logs[6100..].iter().map(String::as_str).collect();
     let made: Vec<&str> = incident.iter().map(|g| g.log.raw_log.as_str()).collect();
     assert_eq!(sent_incident, made);
+}
+
+#[tokio::test]
+async fn an_alert_stored_late_is_timed_to_the_batch_that_raised_it() {
+    use aioops_mcp_iforest::simulator::drill::Phase;
+
+    // Arrange: the stand-in lists a new alert only after the next batch has come.
+    let (url, _service) = spawn_service(Service {
+        store_late: true,
+        ..Service::default()
+    })
+    .await;
+    let args = [
+        "alert-drill",
+        "--url",
+        &url,
+        "--seed",
+        "8",
+        "--start-time",
+        START,
+        "--rate",
+        "100",
+        "--batch",
+        "50",
+        "--warmup",
+        "0",
+        "--normal",
+        "10s",
+        "--incident",
+        "30s",
+        "--incident-share",
+        "0.05",
+        "--incident-kind",
+        "rule_spike",
+        "--json",
+        "--quiet",
+    ];
+    let drill = drill_args(&args);
+    let plans = drill.plans(START.parse().expect("time")).expect("plans");
+    let first = Generator::new(drill.generator_config(&plans, Phase::Incident, 8))
+        .take(plans.incident.logs as usize)
+        .position(|g| g.label.is_anomaly())
+        .expect("the incident has anomalies") as f64;
+    let expected = ((first / 50.0).floor() + 1.0) * 0.5;
+    assert!(expected < 29.5, "the alert can be seen after a later batch");
+
+    // Act
+    let run = simulate(&args).await;
+
+    // Assert: seen one batch late, placed by its started_at.
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let incident = &run.json()["alert_drill"]["incident"];
+    assert_eq!(
+        incident["time_to_first_alert_seconds"], expected,
+        "{incident}"
+    );
+    assert_eq!(
+        incident["first_alert_seen_seconds"],
+        expected + 0.5,
+        "{incident}"
+    );
+    assert_eq!(incident["first_alert_timed_by"], "started_at", "{incident}");
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// The most alerts one `GET /api/v1/alerts` returns (the service's `MAX_LIMIT`).
@@ -25,6 +26,8 @@ pub struct AlertView {
     /// Times the service's rate rule tripped while this alert was open (1 = the burst that
     /// opened it); `None` when the service does not say.
     pub bursts: Option<u64>,
+    /// The service's clock when the batch that raised it arrived, if it says.
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 fn excerpt(value: &Value) -> String {
@@ -60,6 +63,10 @@ pub fn parse_alerts(body: &Value) -> Result<Vec<AlertView>, String> {
                 service: service.to_owned(),
                 firing: item.get("state").and_then(Value::as_str) == Some("firing"),
                 bursts: item.get("bursts").and_then(Value::as_u64),
+                started_at: item
+                    .get("started_at")
+                    .and_then(Value::as_str)
+                    .and_then(|text| text.parse().ok()),
             })
         })
         .collect()
@@ -172,16 +179,16 @@ pub fn count_new_alerts(
     count
 }
 
-/// The newest alert raised after `baseline`, if any (listings are newest first, but the order is
-/// not relied on).
-pub fn newest_new_alert<'a>(
+/// The first alert raised after `baseline`, if any: the lowest new `id` (listings are newest
+/// first, but the order is not relied on).
+pub fn first_new_alert<'a>(
     baseline: &AlertBaseline,
     listing: &'a [AlertView],
 ) -> Option<&'a AlertView> {
     listing
         .iter()
         .filter(|alert| baseline.is_new(alert))
-        .max_by_key(|alert| alert.id)
+        .min_by_key(|alert| alert.id)
 }
 
 /// The services with a firing alert in `listing`, each once, sorted.
@@ -232,6 +239,7 @@ mod tests {
                 service: "web_server".to_owned(),
                 firing: true,
                 bursts: Some(12),
+                started_at: Some("2026-01-01T12:00:00Z".parse().expect("time")),
             }
         );
         assert!(!alerts[1].firing);
@@ -251,6 +259,7 @@ mod tests {
         }
         let minimal = parse_alerts(&json!([{"id": 1, "service": "x"}])).expect("parses");
         assert_eq!(minimal[0].bursts, None);
+        assert_eq!(minimal[0].started_at, None);
         assert!(!minimal[0].firing);
     }
 
@@ -276,7 +285,7 @@ mod tests {
         assert_eq!(count.bursts, Some(2 + 1 + 15));
         assert!(!count.truncated);
         assert_eq!(count.firing, ["database", "web_server"]);
-        assert_eq!(newest_new_alert(&baseline, &after).map(|a| a.id), Some(4));
+        assert_eq!(first_new_alert(&baseline, &after).map(|a| a.id), Some(3));
     }
 
     #[test]
@@ -285,7 +294,7 @@ mod tests {
         let count = count_new_alerts(&AlertBaseline::of(&before), &before, LISTING_LIMIT);
         assert_eq!(count.alerts, 0);
         assert_eq!(count.bursts, Some(0));
-        assert!(newest_new_alert(&AlertBaseline::of(&before), &before).is_none());
+        assert!(first_new_alert(&AlertBaseline::of(&before), &before).is_none());
         let after = listing(&[stored(1, "web_server", "firing", 4)]);
         let count = count_new_alerts(&AlertBaseline::default(), &after, LISTING_LIMIT);
         assert_eq!(count.alerts, 1);

@@ -13,8 +13,10 @@
 //!    figure.
 //! 3. **Incident**: `--incident` of the same traffic with `--incident-share` of the logs anomalies
 //!    of `--incident-kind`, sent one batch at a time; after each batch the drill looks for a new
-//!    alert. Time to the first alert is in simulated seconds from the incident's start, to the
-//!    end of the batch after which it was seen (so its resolution is one batch).
+//!    alert. Time to the first alert is in simulated seconds from the incident's start to the end
+//!    of the batch that raised it (so its resolution is one batch): the batch after which the
+//!    alert was seen, or an earlier one when the alert's `started_at` shows the service stored it
+//!    a moment after answering ([`plan::batch_that_raised`]).
 //! 4. The report: the usual summary plus `alert_drill`.
 //!
 //! Before each measured phase, alerts still firing get up to `--quiet-timeout` to resolve (the
@@ -28,6 +30,7 @@ pub mod alerts;
 pub mod plan;
 pub mod report;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
@@ -40,11 +43,12 @@ use tokio::time::Instant;
 
 use crate::simulator::client::{IngestClient, RetryPolicy, endpoint};
 use crate::simulator::drill::alerts::{
-    AlertBaseline, AlertView, LISTING_LIMIT, count_new_alerts, firing_services, newest_new_alert,
+    AlertBaseline, AlertView, LISTING_LIMIT, count_new_alerts, firing_services, first_new_alert,
     parse_alerts, parse_models,
 };
 use crate::simulator::drill::plan::{
-    FirstAlert, Mix, PhasePlan, WarmupStatus, WarmupWatch, resolution_seconds, time_to_alert,
+    BatchWindow, FirstAlert, Mix, PhasePlan, WarmupStatus, WarmupWatch, batch_that_raised,
+    resolution_seconds, time_to_alert,
 };
 use crate::simulator::drill::report::{
     DrillReport, IncidentReport, NormalReport, PhaseAlerts, PhaseTraffic, QuietWait, WarmupReport,
@@ -70,6 +74,8 @@ const SETTLE_POLL: Duration = Duration::from_millis(300);
 const SETTLE_MAX: Duration = Duration::from_secs(5);
 /// Alerts read after each incident batch: only the newest matters.
 const NEWEST_LIMIT: usize = 10;
+/// Incident batches remembered to place a first alert the service stored late.
+const RECENT_BATCHES: usize = 64;
 
 /// Options of `log-simulator alert-drill`. `--url`, `--seed`, `--start-time`, `--retries`,
 /// `--timeout`, `--json` and `--quiet` are shared with the plain run ([`Args`]).
@@ -260,6 +266,8 @@ struct DrillState {
 struct FirstAlertWatch<'a> {
     baseline: &'a AlertBaseline,
     first: Option<FirstAlert>,
+    /// When the latest batches were sent and answered (at most [`RECENT_BATCHES`]).
+    recent: VecDeque<BatchWindow>,
 }
 
 /// Runs the drill until its end or until `shutdown` resolves, and returns the summary with its
@@ -396,6 +404,7 @@ impl Drill<'_> {
         let mut watch = FirstAlertWatch {
             baseline: &baseline,
             first: None,
+            recent: VecDeque::with_capacity(RECENT_BATCHES),
         };
         let sending = Instant::now();
         let tally = self
@@ -431,6 +440,14 @@ impl Drill<'_> {
             detected: kind.map_or(0, |k| k.detected),
             alerts: PhaseAlerts::new(count, quiet),
             time_to_first_alert_seconds: time.map(|t| round3(t.seconds)),
+            first_alert_seen_seconds: time.map(|t| round3(t.seen_seconds)),
+            first_alert_timed_by: watch.first.as_ref().map(|first| {
+                if first.by_started_at {
+                    "started_at"
+                } else {
+                    "seen"
+                }
+            }),
             resolution_seconds: round3(resolution_seconds(&plans.incident, batch)),
             first_alert_service: watch.first.map(|first| first.service),
         });
@@ -482,6 +499,7 @@ impl Drill<'_> {
                         let index = next_index;
                         next_index += 1;
                         in_flight.spawn(async move {
+                            let sent = Utc::now();
                             let outcome = client
                                 .send_generated(&logs, |notice| {
                                     if !quiet {
@@ -489,7 +507,12 @@ impl Drill<'_> {
                                     }
                                 })
                                 .await;
-                            (index, logs, outcome)
+                            let window = BatchWindow {
+                                index,
+                                sent,
+                                answered: Utc::now(),
+                            };
+                            (window, logs, outcome)
                         });
                     }
                     None => generated_all = true,
@@ -498,7 +521,7 @@ impl Drill<'_> {
             let Some(joined) = in_flight.join_next().await else {
                 break;
             };
-            let (index, logs, outcome) = joined.context("sending a batch")?;
+            let (window, logs, outcome) = joined.context("sending a batch")?;
             state.tally.record(&logs, &outcome);
             phase_tally.record(&logs, &outcome);
             if let Err(error) = &outcome.result
@@ -515,10 +538,21 @@ impl Drill<'_> {
             if let Some(watch) = watch.as_deref_mut()
                 && watch.first.is_none()
             {
+                if watch.recent.len() == RECENT_BATCHES {
+                    watch.recent.pop_front();
+                }
+                watch.recent.push_back(window);
                 let newest = self.list_alerts(&self.newest_alerts_url).await?;
-                if let Some(alert) = newest_new_alert(watch.baseline, &newest) {
+                if let Some(alert) = first_new_alert(watch.baseline, &newest) {
+                    let (batch_index, by_started_at) = batch_that_raised(
+                        window.index,
+                        alert.started_at,
+                        watch.recent.make_contiguous(),
+                    );
                     watch.first = Some(FirstAlert {
-                        batch_index: index,
+                        batch_index,
+                        seen_after: window.index,
+                        by_started_at,
                         service: alert.service.clone(),
                     });
                 }

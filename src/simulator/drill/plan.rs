@@ -131,28 +131,70 @@ pub enum Mix {
     Incident { kind: AnomalyKind, share: f64 },
 }
 
-/// The first new alert of an incident, seen after batch `batch_index` (0-based).
+/// The first new alert of an incident.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirstAlert {
+    /// The batch (0-based) that raised it: see [`batch_that_raised`].
     pub batch_index: u64,
+    /// The batch after which the drill first saw it.
+    pub seen_after: u64,
+    /// Whether `batch_index` comes from the alert's own `started_at` (else it is `seen_after`).
+    pub by_started_at: bool,
     pub service: String,
 }
 
+/// When one incident batch was sent and answered, on the drill's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchWindow {
+    pub index: u64,
+    pub sent: DateTime<Utc>,
+    pub answered: DateTime<Utc>,
+}
+
+/// The batch that raised an alert first seen after batch `seen_after`.
+///
+/// The service stores an alert a moment after it answers the batch that raised it, so the drill
+/// may see it only after the next batch. The alert's `started_at` (the service's clock when that
+/// batch arrived) settles it: the raising batch is the first of `recent` (the latest batches, in
+/// order, ending with `seen_after`) answered at or after `started_at`. When `started_at` is
+/// missing or falls outside `recent` (clocks that disagree, or a lag longer than `recent`
+/// remembers), it is the batch after which the alert was seen. Returns the batch and whether
+/// `started_at` decided it.
+pub fn batch_that_raised(
+    seen_after: u64,
+    started_at: Option<DateTime<Utc>>,
+    recent: &[BatchWindow],
+) -> (u64, bool) {
+    let (Some(at), Some(first), Some(last)) = (started_at, recent.first(), recent.last()) else {
+        return (seen_after, false);
+    };
+    if last.index != seen_after || at < first.sent || at > last.answered {
+        return (seen_after, false);
+    }
+    recent
+        .iter()
+        .find(|batch| at <= batch.answered)
+        .map_or((seen_after, false), |batch| (batch.index, true))
+}
+
 /// Time to the first alert in simulated seconds from the incident's start, and its resolution:
-/// the alert is looked for after each batch, so it fired at the latest at the end of the batch
-/// after which it was seen, and (unless the server stored it late) after the batch before.
+/// the alert fired while the batch that raised it was ingested, so at most one batch before the
+/// end of that batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimeToAlert {
-    /// End of the batch after which the alert was first seen.
+    /// End of the batch that raised the alert.
     pub seconds: f64,
+    /// End of the batch after which the alert was first seen.
+    pub seen_seconds: f64,
     /// One batch on the simulated clock.
     pub resolution_seconds: f64,
 }
 
-/// [`TimeToAlert`] of an alert seen after batch `first.batch_index` of `batch` logs.
+/// [`TimeToAlert`] of `first` in batches of `batch` logs.
 pub fn time_to_alert(plan: &PhasePlan, batch: u64, first: &FirstAlert) -> TimeToAlert {
     TimeToAlert {
         seconds: plan.batch_end_seconds(batch, first.batch_index),
+        seen_seconds: plan.batch_end_seconds(batch, first.seen_after),
         resolution_seconds: resolution_seconds(plan, batch),
     }
 }
@@ -295,15 +337,24 @@ mod tests {
             PhasePlan::for_duration(start(), Duration::from_secs(300), 1000.0).expect("plan");
         let seen = |batch_index| FirstAlert {
             batch_index,
+            seen_after: batch_index,
+            by_started_at: false,
             service: "web_server".to_owned(),
         };
         assert_eq!(
             time_to_alert(&plan, 1000, &seen(0)),
             TimeToAlert {
                 seconds: 1.0,
+                seen_seconds: 1.0,
                 resolution_seconds: 1.0
             }
         );
+        let late = FirstAlert {
+            seen_after: 3,
+            ..seen(2)
+        };
+        let late = time_to_alert(&plan, 1000, &late);
+        assert_eq!((late.seconds, late.seen_seconds), (3.0, 4.0));
         assert_eq!(time_to_alert(&plan, 1000, &seen(41)).seconds, 42.0);
         // The last batch is cut short by the phase's end.
         let short = PhasePlan::for_logs(start(), 2500, 1000.0);
@@ -326,6 +377,33 @@ mod tests {
         for service in services {
             assert_eq!(logs.iter().filter(|g| g.service == service).count(), 200);
         }
+    }
+
+    #[test]
+    fn an_alert_stored_late_is_put_on_the_batch_its_started_at_falls_in() {
+        let ms = |n: i64| start() + TimeDelta::milliseconds(n);
+        // Batches 4, 5, 6: each sent at 100·k ms and answered 40 ms later.
+        let recent: Vec<BatchWindow> = (4..7)
+            .map(|index| BatchWindow {
+                index,
+                sent: ms(100 * index as i64),
+                answered: ms(100 * index as i64 + 40),
+            })
+            .collect();
+        // Raised while batch 5 was ingested, seen only after batch 6.
+        assert_eq!(batch_that_raised(6, Some(ms(515)), &recent), (5, true));
+        // Between two batches (stored while none was in flight): the next batch's.
+        assert_eq!(batch_that_raised(6, Some(ms(470)), &recent), (5, true));
+        assert_eq!(batch_that_raised(6, Some(ms(640)), &recent), (6, true));
+        // Without a started_at, or with one the windows cannot hold: where it was seen.
+        assert_eq!(batch_that_raised(6, None, &recent), (6, false));
+        assert_eq!(
+            batch_that_raised(6, Some(ms(-3_600_000)), &recent),
+            (6, false)
+        );
+        assert_eq!(batch_that_raised(6, Some(ms(650)), &recent), (6, false));
+        assert_eq!(batch_that_raised(7, Some(ms(515)), &recent), (7, false));
+        assert_eq!(batch_that_raised(2, Some(ms(515)), &[]), (2, false));
     }
 
     fn samples(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {

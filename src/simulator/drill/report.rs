@@ -179,9 +179,16 @@ pub struct IncidentReport {
     pub detected: u64,
     #[serde(flatten)]
     pub alerts: PhaseAlerts,
-    /// Simulated seconds from the incident's start to the end of the batch after which the first
-    /// new alert was seen; `null` when none fired.
+    /// Simulated seconds from the incident's start to the end of the batch that raised the first
+    /// new alert; `null` when none fired.
     pub time_to_first_alert_seconds: Option<f64>,
+    /// To the end of the batch after which the drill saw it (the service stores an alert a moment
+    /// after answering, so this may be one batch later).
+    pub first_alert_seen_seconds: Option<f64>,
+    /// How the raising batch was found: `started_at` (the alert's own, matched against when each
+    /// batch was sent and answered) or `seen` (the batch after which it was seen: the alert had
+    /// no `started_at`, or one outside those times, e.g. on a clock that disagrees).
+    pub first_alert_timed_by: Option<&'static str>,
     /// One batch on the simulated clock: the alert fired at most this long before it was seen.
     pub resolution_seconds: f64,
     pub first_alert_service: Option<String>,
