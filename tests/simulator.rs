@@ -689,3 +689,469 @@ async fn help_lists_every_option() {
         assert!(run.stdout.contains(flag), "{flag}");
     }
 }
+
+// The alert drill (`log-simulator alert-drill`) against a stand-in for the whole service.
+
+/// The service as the drill sees it: ingest (judged by [`stub_flags`]); `/api/v1/models`, where
+/// each service's model is fitted on every log it has seen, up to 2,048; and `/api/v1/alerts`,
+/// where an `ERROR` line opens an alert for its service, or counts a burst on the one open.
+#[derive(Debug, Default)]
+struct Service {
+    seen: std::collections::BTreeMap<String, u64>,
+    /// Oldest first.
+    alerts: Vec<StubAlert>,
+    /// `/api/v1/alerts` answers 404.
+    alerts_broken: bool,
+    /// A new alert is listed only once the next ingest request has come (the real service stores
+    /// alerts a moment after answering).
+    store_late: bool,
+    requests: u64,
+    /// Raw logs received, in order.
+    logs: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct StubAlert {
+    id: i64,
+    service: String,
+    firing: bool,
+    bursts: u64,
+    started_at: Option<chrono::DateTime<Utc>>,
+    /// Listed once `requests` exceeds this.
+    listed_after: u64,
+}
+
+impl StubAlert {
+    fn firing(id: i64, service: &str, bursts: u64) -> Self {
+        Self {
+            id,
+            service: service.to_owned(),
+            firing: true,
+            bursts,
+            started_at: None,
+            listed_after: 0,
+        }
+    }
+}
+
+type SharedService = Arc<Mutex<Service>>;
+
+async fn service_ingest(State(service): State<SharedService>, Json(body): Json<Value>) -> Response {
+    let logs = body["logs"].as_array().cloned().unwrap_or_default();
+    let mut service = service.lock().expect("lock");
+    service.requests += 1;
+    let mut results = Vec::new();
+    for log in &logs {
+        let name = log["service"].as_str().unwrap_or_default().to_owned();
+        let raw = log["raw_log"].as_str().unwrap_or_default().to_owned();
+        *service.seen.entry(name.clone()).or_default() += 1;
+        if raw.contains("ERROR") {
+            let open = service
+                .alerts
+                .iter_mut()
+                .find(|alert| alert.service == name && alert.firing);
+            match open {
+                Some(alert) => alert.bursts += 1,
+                None => {
+                    let mut alert = StubAlert::firing(service.alerts.len() as i64 + 1, &name, 1);
+                    if service.store_late {
+                        alert.started_at = Some(Utc::now());
+                        alert.listed_after = service.requests;
+                    }
+                    service.alerts.push(alert);
+                }
+            }
+        }
+        service.logs.push(raw);
+        let flagged = stub_flags(log);
+        results.push(json!({
+            "score": if flagged { -0.2 } else { 0.1 },
+            "is_anomaly": u8::from(flagged),
+            "service": name,
+            "detector": if flagged { json!("rule") } else { Value::Null },
+            "violations": [],
+            "error": null,
+        }));
+    }
+    Json(results).into_response()
+}
+
+async fn service_models(State(service): State<SharedService>) -> Response {
+    let service = service.lock().expect("lock");
+    let models: Vec<Value> = service
+        .seen
+        .iter()
+        .filter(|(_, n)| **n >= 50)
+        .map(|(name, n)| json!({"service": name, "training_samples": (*n).min(2048)}))
+        .collect();
+    Json(models).into_response()
+}
+
+async fn service_alerts(
+    State(service): State<SharedService>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let service = service.lock().expect("lock");
+    if service.alerts_broken {
+        return (StatusCode::NOT_FOUND, Json(json!({"detail": "Not Found"}))).into_response();
+    }
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
+    let firing_only = query.get("state").is_some_and(|s| s == "firing");
+    let alerts: Vec<Value> = service
+        .alerts
+        .iter()
+        .rev()
+        .filter(|alert| service.requests > alert.listed_after)
+        .filter(|alert| !firing_only || alert.firing)
+        .take(limit)
+        .map(|alert| {
+            json!({
+                "id": alert.id, "service": alert.service,
+                "state": if alert.firing { "firing" } else { "resolved" },
+                "bursts": alert.bursts, "anomaly_count": alert.bursts, "deliveries": [],
+                "started_at": alert.started_at,
+            })
+        })
+        .collect();
+    Json(alerts).into_response()
+}
+
+async fn spawn_service(service: Service) -> (String, SharedService) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("bound");
+    let shared = Arc::new(Mutex::new(service));
+    let app = Router::new()
+        .route(PATH, post(service_ingest))
+        .route("/api/v1/models", axum::routing::get(service_models))
+        .route("/api/v1/alerts", axum::routing::get(service_alerts))
+        .with_state(shared.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}{PATH}"), shared)
+}
+
+/// `args` for `log-simulator alert-drill`, parsed by the library.
+fn drill_args(args: &[&str]) -> aioops_mcp_iforest::simulator::drill::DrillArgs {
+    let parsed = Args::try_parse_from(std::iter::once("log-simulator").chain(args.iter().copied()))
+        .expect("valid args");
+    match parsed.command {
+        Some(aioops_mcp_iforest::simulator::Command::AlertDrill(drill)) => drill,
+        None => panic!("not a drill: {args:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_alert_drill_times_the_first_alert_to_the_batch_that_raised_it() {
+    use aioops_mcp_iforest::simulator::drill::Phase;
+
+    // Arrange: a database alert is firing from before and never resolves.
+    let (url, service) = spawn_service(Service {
+        alerts: vec![StubAlert::firing(1, "database", 4)],
+        ..Service::default()
+    })
+    .await;
+    let args = [
+        "alert-drill",
+        "--url",
+        &url,
+        "--seed",
+        "5",
+        "--start-time",
+        START,
+        "--rate",
+        "100",
+        "--batch",
+        "50",
+        "--warmup",
+        "100",
+        "--normal",
+        "60s",
+        "--incident",
+        "30s",
+        "--incident-share",
+        "0.05",
+        "--incident-kind",
+        "rule_spike",
+        "--quiet-timeout",
+        "1s",
+        "--json",
+        "--quiet",
+    ];
+    // The incident's logs, made in-process: the first rule spike raises the stand-in's alert.
+    let drill = drill_args(&args);
+    let plans = drill.plans(START.parse().expect("time")).expect("plans");
+    let incident: Vec<GeneratedLog> =
+        Generator::new(drill.generator_config(&plans, Phase::Incident, 5))
+            .take(plans.incident.logs as usize)
+            .collect();
+    let first = incident
+        .iter()
+        .position(|g| g.label.is_anomaly())
+        .expect("the incident has anomalies") as f64;
+    let spikes = incident.iter().filter(|g| g.label.is_anomaly()).count() as u64;
+    // Batches of 50 logs at 100 logs/s: half a simulated second each.
+    let expected = ((first / 50.0).floor() + 1.0) * 0.5;
+
+    // Act
+    let run = simulate(&args).await;
+
+    // Assert
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary = run.json();
+    let report = &summary["alert_drill"];
+    assert_eq!(report["complete"], true, "{report}");
+    assert_eq!(report["warmup"]["outcome"], "reached", "{report}");
+    assert_eq!(report["warmup"]["models"]["web_server"], 100);
+    let normal = &report["normal"];
+    assert_eq!(normal["logs"], 6000);
+    assert_eq!(normal["simulated_seconds"], 60.0);
+    assert_eq!(normal["start"], "2024-01-15T10:00:01Z");
+    assert_eq!(normal["alerts"], 0, "{normal}");
+    assert_eq!(normal["alerts_per_hour"], 0.0);
+    assert_eq!(normal["rule_trips"], 0);
+    assert_eq!(normal["firing_before"], json!(["database"]));
+    assert_eq!(normal["firing_at_start"], json!(["database"]));
+    let incident_report = &report["incident"];
+    assert_eq!(incident_report["kind"], "rule_spike");
+    assert_eq!(incident_report["logs"], 3000);
+    assert_eq!(incident_report["start"], "2024-01-15T10:01:01Z");
+    assert_eq!(incident_report["injected"], spikes);
+    assert_eq!(
+        incident_report["time_to_first_alert_seconds"], expected,
+        "{incident_report}"
+    );
+    assert_eq!(incident_report["first_alert_seen_seconds"], expected);
+    assert_eq!(
+        incident_report["first_alert_timed_by"], "seen",
+        "no started_at"
+    );
+    assert_eq!(incident_report["resolution_seconds"], 0.5);
+    assert_eq!(incident_report["first_alert_service"], "web_server");
+    assert_eq!(incident_report["alerts"], 1);
+    assert_eq!(
+        incident_report["rule_trips"], spikes,
+        "one alert, a burst per spike"
+    );
+    assert_eq!(
+        incident_report["firing_at_end"],
+        json!(["database", "web_server"])
+    );
+    // The usual summary counts every log of the three phases.
+    assert_eq!(summary["sent"], 100 + 6000 + 3000);
+    // The stand-in saw the incident's logs in time order, as generated.
+    let logs = service.lock().expect("lock").logs.clone();
+    let sent_incident: Vec<&str> = logs[6100..].iter().map(String::as_str).collect();
+    let made: Vec<&str> = incident.iter().map(|g| g.log.raw_log.as_str()).collect();
+    assert_eq!(sent_incident, made);
+}
+
+#[tokio::test]
+async fn an_alert_stored_late_is_timed_to_the_batch_that_raised_it() {
+    use aioops_mcp_iforest::simulator::drill::Phase;
+
+    // Arrange: the stand-in lists a new alert only after the next batch has come.
+    let (url, _service) = spawn_service(Service {
+        store_late: true,
+        ..Service::default()
+    })
+    .await;
+    let args = [
+        "alert-drill",
+        "--url",
+        &url,
+        "--seed",
+        "8",
+        "--start-time",
+        START,
+        "--rate",
+        "100",
+        "--batch",
+        "50",
+        "--warmup",
+        "0",
+        "--normal",
+        "10s",
+        "--incident",
+        "30s",
+        "--incident-share",
+        "0.05",
+        "--incident-kind",
+        "rule_spike",
+        "--json",
+        "--quiet",
+    ];
+    let drill = drill_args(&args);
+    let plans = drill.plans(START.parse().expect("time")).expect("plans");
+    let first = Generator::new(drill.generator_config(&plans, Phase::Incident, 8))
+        .take(plans.incident.logs as usize)
+        .position(|g| g.label.is_anomaly())
+        .expect("the incident has anomalies") as f64;
+    let expected = ((first / 50.0).floor() + 1.0) * 0.5;
+    assert!(expected < 29.5, "the alert can be seen after a later batch");
+
+    // Act
+    let run = simulate(&args).await;
+
+    // Assert: seen one batch late, placed by its started_at.
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let incident = &run.json()["alert_drill"]["incident"];
+    assert_eq!(
+        incident["time_to_first_alert_seconds"], expected,
+        "{incident}"
+    );
+    assert_eq!(
+        incident["first_alert_seen_seconds"],
+        expected + 0.5,
+        "{incident}"
+    );
+    assert_eq!(incident["first_alert_timed_by"], "started_at", "{incident}");
+}
+
+#[tokio::test]
+async fn an_incident_nothing_alerts_on_is_reported_as_no_alert() {
+    let (url, _service) = spawn_service(Service::default()).await;
+
+    // Model spikes are WARN lines: the stand-in never raises an alert on them.
+    let run = simulate(&[
+        "alert-drill",
+        "--url",
+        &url,
+        "--seed",
+        "6",
+        "--rate",
+        "100",
+        "--batch",
+        "100",
+        "--warmup",
+        "60",
+        "--normal",
+        "10s",
+        "--incident",
+        "10s",
+        "--incident-share",
+        "0.3",
+    ])
+    .await;
+
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for words in [
+        "alert drill: web_server at 100 simulated logs/s",
+        "0 alerts = 0.00 per simulated hour",
+        "model_spike at 30.0 % for 10 s simulated, 1000 logs: no alert",
+    ] {
+        assert!(run.stdout.contains(words), "{words}: {}", run.stdout);
+    }
+    let run = simulate(&[
+        "alert-drill",
+        "--url",
+        &url,
+        "--seed",
+        "6",
+        "--rate",
+        "100",
+        "--batch",
+        "100",
+        "--warmup",
+        "0",
+        "--normal",
+        "10s",
+        "--incident",
+        "10s",
+        "--incident-share",
+        "0.3",
+        "--json",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let incident = &run.json()["alert_drill"]["incident"];
+    assert_eq!(incident["time_to_first_alert_seconds"], Value::Null);
+    assert_eq!(incident["alerts"], 0);
+    assert_eq!(run.json()["alert_drill"]["warmup"]["outcome"], "skipped");
+}
+
+#[tokio::test]
+async fn an_alert_listing_the_drill_cannot_read_fails_it_with_a_clear_message() {
+    let (url, _service) = spawn_service(Service {
+        alerts_broken: true,
+        ..Service::default()
+    })
+    .await;
+
+    let run = simulate(&[
+        "alert-drill",
+        "--url",
+        &url,
+        "--seed",
+        "7",
+        "--rate",
+        "100",
+        "--warmup",
+        "0",
+        "--normal",
+        "10s",
+        "--incident",
+        "10s",
+        "--json",
+    ])
+    .await;
+
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("/api/v1/alerts"), "{}", run.stderr);
+    assert!(run.stderr.contains("HTTP 404"), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn bad_alert_drill_flags_are_usage_errors() {
+    for args in [
+        &["alert-drill", "--rate", "0"][..],
+        &["alert-drill", "--incident-share", "0"],
+        &["alert-drill", "--incident-share", "1.5"],
+        &["alert-drill", "--incident-kind", "meteor"],
+        &["alert-drill", "--batch", "0"],
+        &["alert-drill", "--concurrency", "0"],
+        &["alert-drill", "--normal", "0"],
+        &["alert-drill", "--rate", "1", "--incident", "100ms"],
+        &["alert-drill", "--count", "5"],
+        &["--count", "5", "alert-drill"],
+    ] {
+        let run = simulate(args).await;
+        assert_eq!(
+            run.code, 2,
+            "{args:?} should be a usage error: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("error"), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn alert_drill_help_lists_its_options_and_the_shared_ones() {
+    let run = simulate(&["alert-drill", "--help"]).await;
+
+    assert_eq!(run.code, 0);
+    for flag in [
+        "--services",
+        "--rate",
+        "--batch",
+        "--concurrency",
+        "--warmup",
+        "--warmup-timeout",
+        "--normal",
+        "--incident",
+        "--incident-share",
+        "--incident-kind",
+        "--quiet-timeout",
+        "--url",
+        "--seed",
+        "--start-time",
+        "--json",
+    ] {
+        assert!(run.stdout.contains(flag), "{flag}: {}", run.stdout);
+    }
+    let top = simulate(&["--help"]).await;
+    assert!(top.stdout.contains("alert-drill"), "{}", top.stdout);
+}

@@ -1,10 +1,12 @@
 //! The HTTP side: post one batch to the ingest endpoint, retrying what may succeed on a second try,
-//! and read back one judgement per log.
+//! and read back one judgement per log; and GET the service's other endpoints as JSON (the alert
+//! drill reads `/api/v1/models` and `/api/v1/alerts`).
 //!
 //! Retries follow the service's own alert delivery (STYLE.md §7, after vector's
 //! `RetryStrategy::Default`): connection errors, timeouts, 408, 429 and 5xx other than 501 are
 //! retried with capped exponential backoff and jitter; any other status is final.
 
+use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
@@ -13,11 +15,18 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::parse::RawLog;
+use crate::simulator::generate::GeneratedLog;
 
 /// The contract's ingest body (`tags` omitted).
 #[derive(Debug, Serialize)]
 struct IngestBody<'a> {
     logs: &'a [RawLog],
+}
+
+/// The same body, of generated logs.
+#[derive(Serialize)]
+struct GeneratedBody<'a> {
+    logs: WireLogs<'a>,
 }
 
 /// What the service said about one log.
@@ -90,9 +99,27 @@ pub struct IngestClient {
     policy: RetryPolicy,
 }
 
-enum Attempt {
-    Done(BatchOutcome),
+/// One try's result: final (`Done`), or worth repeating.
+enum Attempt<T> {
+    Done(T),
     Retry { error: String, status: Option<u16> },
+}
+
+/// The end of a retried exchange.
+struct Tries<T> {
+    /// The final answer, or the last error and HTTP status when every attempt needed a retry.
+    value: Result<T, (String, Option<u16>)>,
+    retries: u32,
+    connection_errors: u32,
+}
+
+/// Serializes generated logs as the wire logs they carry, without copying them.
+struct WireLogs<'a>(&'a [GeneratedLog]);
+
+impl Serialize for WireLogs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|generated| &generated.log))
+    }
 }
 
 impl IngestClient {
@@ -116,44 +143,125 @@ impl IngestClient {
 
     /// Posts `logs` and waits for the judgements, retrying as the policy allows; calls `on_retry`
     /// before each pause. Never fails: an undeliverable batch is an outcome like any other.
-    pub async fn send(
+    pub async fn send(&self, logs: &[RawLog], on_retry: impl FnMut(&RetryNotice)) -> BatchOutcome {
+        self.post_logs(&IngestBody { logs }, logs.len(), on_retry)
+            .await
+    }
+
+    /// [`Self::send`] for generated logs: posts the wire log of each, in order.
+    pub async fn send_generated(
         &self,
-        logs: &[RawLog],
-        mut on_retry: impl FnMut(&RetryNotice),
+        logs: &[GeneratedLog],
+        on_retry: impl FnMut(&RetryNotice),
     ) -> BatchOutcome {
-        let body = IngestBody { logs };
+        let body = GeneratedBody {
+            logs: WireLogs(logs),
+        };
+        self.post_logs(&body, logs.len(), on_retry).await
+    }
+
+    async fn post_logs(
+        &self,
+        body: &impl Serialize,
+        expected: usize,
+        on_retry: impl FnMut(&RetryNotice),
+    ) -> BatchOutcome {
+        let tries = self
+            .with_retries(&self.url, || self.attempt(body, expected), on_retry)
+            .await;
+        match tries.value {
+            Ok(mut outcome) => {
+                outcome.retries = tries.retries;
+                outcome.connection_errors = tries.connection_errors;
+                outcome
+            }
+            Err((error, status)) => BatchOutcome {
+                result: Err(error),
+                status,
+                retries: tries.retries,
+                connection_errors: tries.connection_errors,
+            },
+        }
+    }
+
+    /// GETs `url` (another endpoint of the same service) and parses its JSON body, retrying as
+    /// the policy allows.
+    ///
+    /// # Errors
+    /// The service could not be reached after the retries, answered a status that is not 2xx, or
+    /// a body that is not JSON; the message names the URL.
+    pub async fn get_json(
+        &self,
+        url: &Url,
+        on_retry: impl FnMut(&RetryNotice),
+    ) -> Result<Value, String> {
+        let tries = self
+            .with_retries(url, || self.get_once(url), on_retry)
+            .await;
+        match tries.value {
+            Ok(result) => result.map_err(|error| format!("GET {url}: {error}")),
+            Err((error, None)) => Err(error),
+            Err((error, Some(_))) => Err(format!("GET {url}: {error}")),
+        }
+    }
+
+    async fn get_once(&self, url: &Url) -> Attempt<Result<Value, String>> {
+        let (status, text) = match self.exchange(self.http.get(url.clone())).await {
+            Ok(answer) => answer,
+            Err(retry) => return retry,
+        };
+        if !status.is_success() {
+            return Attempt::Done(Err(format!("HTTP {}: {}", status.as_u16(), excerpt(&text))));
+        }
+        Attempt::Done(
+            serde_json::from_str(&text)
+                .map_err(|error| format!("the response is not JSON ({error}): {}", excerpt(&text))),
+        )
+    }
+
+    /// Runs `attempt` (a request to `url`) until it is done or the policy's retries are spent.
+    async fn with_retries<T, F>(
+        &self,
+        url: &Url,
+        mut attempt: impl FnMut() -> F,
+        mut on_retry: impl FnMut(&RetryNotice),
+    ) -> Tries<T>
+    where
+        F: Future<Output = Attempt<T>>,
+    {
         let max_attempts = self.policy.retries + 1;
         let mut connection_errors = 0;
-        let mut attempt = 0;
+        let mut tried = 0;
         loop {
-            attempt += 1;
-            let (error, status) = match self.attempt(&body, logs.len()).await {
-                Attempt::Done(mut outcome) => {
-                    outcome.retries = attempt - 1;
-                    outcome.connection_errors = connection_errors;
-                    return outcome;
+            tried += 1;
+            let (error, status) = match attempt().await {
+                Attempt::Done(value) => {
+                    return Tries {
+                        value: Ok(value),
+                        retries: tried - 1,
+                        connection_errors,
+                    };
                 }
                 Attempt::Retry { error, status } => (error, status),
             };
             if status.is_none() {
                 connection_errors += 1;
             }
-            if attempt >= max_attempts {
+            if tried >= max_attempts {
                 let error = if status.is_none() {
-                    format!("could not reach {}: {error}", self.url)
+                    format!("could not reach {url}: {error}")
                 } else {
                     error
                 };
-                return BatchOutcome {
-                    result: Err(error),
-                    status,
-                    retries: attempt - 1,
+                return Tries {
+                    value: Err((error, status)),
+                    retries: tried - 1,
                     connection_errors,
                 };
             }
-            let delay = self.policy.delay(attempt - 1);
+            let delay = self.policy.delay(tried - 1);
             on_retry(&RetryNotice {
-                attempt,
+                attempt: tried,
                 max_attempts,
                 error,
                 delay,
@@ -162,36 +270,49 @@ impl IngestClient {
         }
     }
 
-    async fn attempt(&self, body: &IngestBody<'_>, expected: usize) -> Attempt {
-        let response = match self.http.post(self.url.clone()).json(body).send().await {
+    /// Sends one request and reads its body; a transport failure or a retryable status is a
+    /// [`Attempt::Retry`].
+    async fn exchange<T>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, String), Attempt<T>> {
+        let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
-                return Attempt::Retry {
+                return Err(Attempt::Retry {
                     error: describe(&error),
                     status: None,
-                };
+                });
             }
         };
         let status = response.status();
         let text = match response.text().await {
             Ok(text) => text,
             Err(error) => {
-                return Attempt::Retry {
+                return Err(Attempt::Retry {
                     error: format!("reading the response: {}", describe(&error)),
                     status: None,
-                };
+                });
             }
         };
+        if !status.is_success() && is_retryable(status) {
+            return Err(Attempt::Retry {
+                error: format!("HTTP {}: {}", status.as_u16(), excerpt(&text)),
+                status: Some(status.as_u16()),
+            });
+        }
+        Ok((status, text))
+    }
+
+    async fn attempt(&self, body: &impl Serialize, expected: usize) -> Attempt<BatchOutcome> {
+        let request = self.http.post(self.url.clone()).json(body);
+        let (status, text) = match self.exchange(request).await {
+            Ok(answer) => answer,
+            Err(retry) => return retry,
+        };
         if !status.is_success() {
-            let error = format!("HTTP {}: {}", status.as_u16(), excerpt(&text));
-            if is_retryable(status) {
-                return Attempt::Retry {
-                    error,
-                    status: Some(status.as_u16()),
-                };
-            }
             return Attempt::Done(BatchOutcome {
-                result: Err(error),
+                result: Err(format!("HTTP {}: {}", status.as_u16(), excerpt(&text))),
                 status: Some(status.as_u16()),
                 retries: 0,
                 connection_errors: 0,
@@ -204,6 +325,26 @@ impl IngestClient {
             connection_errors: 0,
         })
     }
+}
+
+/// The ingest endpoint's path, which [`endpoint`] replaces to reach the service's other endpoints.
+pub const INGEST_PATH: &str = "/api/v1/stream/multi-source";
+
+/// The URL of another endpoint of the service behind `ingest`: `path` (e.g. `/api/v1/alerts`)
+/// in place of the ingest path, so a service behind a path prefix
+/// (`https://host/aioops/api/v1/stream/multi-source`) keeps its prefix. Query and fragment are
+/// dropped.
+pub fn endpoint(ingest: &Url, path: &str) -> Url {
+    let mut url = ingest.clone();
+    let prefix = ingest
+        .path()
+        .strip_suffix(INGEST_PATH)
+        .unwrap_or_default()
+        .to_owned();
+    url.set_path(&format!("{prefix}{path}"));
+    url.set_query(None);
+    url.set_fragment(None);
+    url
 }
 
 fn is_retryable(status: StatusCode) -> bool {
@@ -341,6 +482,55 @@ mod tests {
                 "retry {retry}: {ms}"
             );
         }
+    }
+
+    #[test]
+    fn other_endpoints_keep_the_host_and_any_path_prefix() {
+        let url = |text: &str| Url::parse(text).expect("URL");
+        assert_eq!(
+            endpoint(
+                &url("http://127.0.0.1:8000/api/v1/stream/multi-source"),
+                "/api/v1/alerts"
+            )
+            .as_str(),
+            "http://127.0.0.1:8000/api/v1/alerts"
+        );
+        assert_eq!(
+            endpoint(
+                &url("https://ops.example/aioops/api/v1/stream/multi-source?x=1"),
+                "/api/v1/models"
+            )
+            .as_str(),
+            "https://ops.example/aioops/api/v1/models"
+        );
+        assert_eq!(
+            endpoint(&url("http://h:1/ingest"), "/api/v1/alerts").as_str(),
+            "http://h:1/api/v1/alerts"
+        );
+    }
+
+    #[test]
+    fn generated_logs_go_on_the_wire_as_the_logs_they_carry() {
+        let logs: Vec<GeneratedLog> = crate::simulator::generate::Generator::new(
+            crate::simulator::generate::GeneratorConfig {
+                seed: 3,
+                services: crate::simulator::generate::ServiceKind::ALL.to_vec(),
+                anomaly_ratio: 0.2,
+                warmup_per_service: 0,
+                start: chrono::Utc::now(),
+                step: chrono::TimeDelta::milliseconds(1),
+                only_kind: None,
+            },
+        )
+        .take(20)
+        .collect();
+        let raw: Vec<RawLog> = logs.iter().map(|g| g.log.clone()).collect();
+        let generated = serde_json::to_string(&GeneratedBody {
+            logs: WireLogs(&logs),
+        })
+        .expect("serializes");
+        let plain = serde_json::to_string(&IngestBody { logs: &raw }).expect("serializes");
+        assert_eq!(generated, plain);
     }
 
     #[test]

@@ -102,14 +102,17 @@ impl fmt::Display for ServiceKind {
 }
 
 /// What an injected anomaly is meant to exercise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyKind {
     /// One value strictly above one built-in threshold.
+    #[value(name = "rule_spike")]
     RuleSpike,
     /// Under every rule, far from the baseline: only a model catches it.
+    #[value(name = "model_spike")]
     ModelSpike,
     /// A run of failing logs of one service, long enough to trip its rate alert.
+    #[value(name = "error_burst")]
     ErrorBurst,
 }
 
@@ -175,6 +178,8 @@ pub struct GeneratorConfig {
     pub start: DateTime<Utc>,
     /// Logical time between two consecutive logs.
     pub step: TimeDelta,
+    /// Inject only this kind of anomaly (the alert drill's incident); `None`: the usual mix.
+    pub only_kind: Option<AnomalyKind>,
 }
 
 /// Relative frequency of each anomaly event; a burst is one event of several logs.
@@ -195,6 +200,8 @@ pub struct Generator {
     services: Vec<ServiceKind>,
     /// Probability that a draw starts an anomaly event rather than one normal log.
     event_probability: f64,
+    /// Relative frequency of each anomaly event.
+    weights: Vec<(AnomalyKind, f64)>,
     warmup_left: u64,
     pending: VecDeque<(ServiceKind, Label, Metrics)>,
     start: DateTime<Utc>,
@@ -213,12 +220,14 @@ impl Generator {
             (0.0..=1.0).contains(&config.anomaly_ratio),
             "anomaly_ratio in [0, 1]"
         );
-        let event_probability = event_probability(config.anomaly_ratio, &config.services);
+        let weights = event_weights(config.only_kind);
+        let event_probability = event_probability(config.anomaly_ratio, &config.services, &weights);
         Self {
             rng: StdRng::seed_from_u64(config.seed),
             warmup_left: config.warmup_per_service * config.services.len() as u64,
             services: config.services,
             event_probability,
+            weights,
             pending: VecDeque::new(),
             start: config.start,
             step: config.step,
@@ -254,7 +263,7 @@ impl Generator {
         if !self.rng.random_bool(self.event_probability) {
             return (service, Label::Normal, normal(&mut self.rng, service));
         }
-        let kind = pick_event(&mut self.rng);
+        let kind = pick_event(&mut self.rng, &self.weights);
         let label = Label::Anomaly(kind);
         match kind {
             AnomalyKind::RuleSpike => (service, label, rule_spike(&mut self.rng, service)),
@@ -280,17 +289,25 @@ impl Iterator for Generator {
     }
 }
 
+/// The events a generator draws from: the usual mix, or one kind only.
+fn event_weights(only: Option<AnomalyKind>) -> Vec<(AnomalyKind, f64)> {
+    match only {
+        Some(kind) => vec![(kind, 1.0)],
+        None => EVENT_WEIGHTS.to_vec(),
+    }
+}
+
 /// The event probability that makes `ratio` of all logs anomalous on average: an event yields `E`
 /// anomalous logs (1 for spikes, the burst length for bursts), a non-event one normal log, so the
 /// anomalous share is `pE / (pE + 1 − p)`; solved for `p`.
-fn event_probability(ratio: f64, services: &[ServiceKind]) -> f64 {
+fn event_probability(ratio: f64, services: &[ServiceKind], weights: &[(AnomalyKind, f64)]) -> f64 {
     if ratio <= 0.0 {
         return 0.0;
     }
     let mean_burst =
         services.iter().map(|s| s.burst_len() as f64).sum::<f64>() / services.len() as f64;
-    let total: f64 = EVENT_WEIGHTS.iter().map(|(_, w)| w).sum();
-    let logs_per_event: f64 = EVENT_WEIGHTS
+    let total: f64 = weights.iter().map(|(_, w)| w).sum();
+    let logs_per_event: f64 = weights
         .iter()
         .map(|(kind, w)| {
             let len = if *kind == AnomalyKind::ErrorBurst {
@@ -304,16 +321,22 @@ fn event_probability(ratio: f64, services: &[ServiceKind]) -> f64 {
     (ratio / (logs_per_event * (1.0 - ratio) + ratio)).clamp(0.0, 1.0)
 }
 
-fn pick_event(rng: &mut StdRng) -> AnomalyKind {
-    let total: f64 = EVENT_WEIGHTS.iter().map(|(_, w)| w).sum();
+fn pick_event(rng: &mut StdRng, weights: &[(AnomalyKind, f64)]) -> AnomalyKind {
+    if let [(only, _)] = weights {
+        // One kind: no draw, so the stream of the other draws is the same whatever the kind.
+        return *only;
+    }
+    let total: f64 = weights.iter().map(|(_, w)| w).sum();
     let mut x = rng.random::<f64>() * total;
-    for (kind, weight) in EVENT_WEIGHTS {
+    for &(kind, weight) in weights {
         if x < weight {
             return kind;
         }
         x -= weight;
     }
-    AnomalyKind::ErrorBurst
+    weights
+        .last()
+        .map_or(AnomalyKind::ErrorBurst, |(kind, _)| *kind)
 }
 
 /// The measurements of one log before rendering, already rounded to what the text will say.
@@ -705,6 +728,7 @@ mod tests {
             warmup_per_service: 0,
             start: "2024-01-15T10:00:00Z".parse().expect("literal time"),
             step: TimeDelta::milliseconds(100),
+            only_kind: None,
         }
     }
 
@@ -845,6 +869,23 @@ mod tests {
                 (share - ratio).abs() < 0.02,
                 "ratio {ratio}: got {share:.3}"
             );
+        }
+    }
+
+    #[test]
+    fn one_kind_only_injects_that_kind_at_the_ratio() {
+        for kind in AnomalyKind::ALL {
+            let mut cfg = config(12, 0.1);
+            cfg.only_kind = Some(kind);
+            let n = 40_000;
+            let logs: Vec<_> = Generator::new(cfg).take(n).collect();
+            let anomalous: Vec<_> = logs.iter().filter(|g| g.label.is_anomaly()).collect();
+            assert!(
+                anomalous.iter().all(|g| g.label == Label::Anomaly(kind)),
+                "{kind:?}"
+            );
+            let share = anomalous.len() as f64 / n as f64;
+            assert!((share - 0.1).abs() < 0.02, "{kind:?}: got {share:.3}");
         }
     }
 

@@ -4,8 +4,12 @@
 //! [`generate`] makes the logs (the original simulator's three kinds), [`client`] posts them in
 //! batches with retries, [`summary`] counts what came back against the simulator's own labels. The
 //! binary `src/bin/log-simulator.rs` only parses [`Args`] and calls [`main`].
+//!
+//! `log-simulator alert-drill` ([`drill`]) is the high-volume mode: simulated hours of normal
+//! traffic and an incident, reporting the alerts the service raised (issue #18).
 
 pub mod client;
+pub mod drill;
 pub mod generate;
 pub mod summary;
 
@@ -16,11 +20,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use reqwest::Url;
 use tokio::time::Instant;
 
 use crate::simulator::client::{IngestClient, RetryNotice, RetryPolicy};
+use crate::simulator::drill::DrillArgs;
 use crate::simulator::generate::{Generator, GeneratorConfig, ServiceKind};
 use crate::simulator::summary::{RunInfo, Summary, Tally};
 
@@ -37,11 +42,16 @@ pub const DEFAULT_RATE: f64 = 10.0;
     version,
     about = "Send realistic logs with labeled anomalies to aioops-mcp-iforest and report precision/recall.",
     after_help = "Exit status: 0 when the run completed; 1 when the service could not be reached at \
-                  the end of the run or judged no batch at all; 2 for bad options."
+                  the end of the run or judged no batch at all (alert-drill: also when its models \
+                  or alerts could not be read); 2 for bad options."
 )]
 pub struct Args {
+    /// A mode other than the plain run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Ingest endpoint (POST /api/v1/stream/multi-source).
-    #[arg(long, env = "MODEL_SERVER_URL", default_value = DEFAULT_URL, value_parser = parse_url)]
+    #[arg(long, env = "MODEL_SERVER_URL", default_value = DEFAULT_URL, value_parser = parse_url, global = true)]
     pub url: Url,
 
     /// Logs per second, all services together [default: 10, or batch/INTERVAL].
@@ -69,7 +79,7 @@ pub struct Args {
     pub anomaly_ratio: f64,
 
     /// Seed of the generator: the same seed (and --start-time) sends the same logs [default: random].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub seed: Option<u64>,
 
     /// Services to simulate, comma-separated.
@@ -86,24 +96,33 @@ pub struct Args {
     pub warmup: u64,
 
     /// Timestamp of the first log (RFC 3339) [default: now]; later logs follow at 1/rate apart.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub start_time: Option<DateTime<Utc>>,
 
     /// Retries of a batch after a connection error, timeout, 408, 429 or 5xx.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, global = true)]
     pub retries: u32,
 
     /// Timeout of one request.
-    #[arg(long, default_value = "10s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "10s", value_parser = parse_seconds, global = true)]
     pub timeout: Duration,
 
     /// Print the summary as one JSON object.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 
     /// No progress line and no retry warnings; only the summary (and fatal errors).
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     pub quiet: bool,
+}
+
+/// The simulator's modes besides the plain run.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// High-volume alerting drill: warm-up, an hour of simulated normal traffic (alerts per
+    /// simulated hour), then an incident (time to the first alert). Logs are sent as fast as the
+    /// service takes them; their timestamps follow the simulated clock.
+    AlertDrill(DrillArgs),
 }
 
 fn parse_url(text: &str) -> Result<Url, String> {
@@ -151,6 +170,47 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 }
 
 impl Args {
+    /// Parses the command line as [`Parser::try_parse_from`] does, and also refuses what clap
+    /// alone cannot: an option of the plain run given with a mode (`--count 5 alert-drill`), which
+    /// the mode would silently ignore, and drill phases with no log or too many. The shared
+    /// options (`--url`, `--seed`, …) may come before or after the mode.
+    ///
+    /// # Errors
+    /// A usage error (exit status 2), as clap reports its own.
+    pub fn try_parse_checked<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(argv)?;
+        let args = Self::from_arg_matches(&matches)?;
+        let Some(Command::AlertDrill(drill)) = &args.command else {
+            return Ok(args);
+        };
+        let plain = command.get_arguments().find(|arg| {
+            !arg.is_global_set()
+                && matches.value_source(arg.get_id().as_str())
+                    == Some(clap::parser::ValueSource::CommandLine)
+        });
+        if let Some(arg) = plain {
+            let name = arg
+                .get_long()
+                .map_or_else(|| arg.get_id().to_string(), |long| format!("--{long}"));
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "{name} is an option of the plain run; alert-drill has its own options, \
+                     given after it (log-simulator alert-drill --help)"
+                ),
+            ));
+        }
+        if let Err(message) = drill.plans(Utc::now()) {
+            return Err(command.error(clap::error::ErrorKind::ValueValidation, message));
+        }
+        Ok(args)
+    }
+
     /// Time between two batches: batch/rate, else INTERVAL, else batch/DEFAULT_RATE.
     pub fn batch_interval(&self) -> Duration {
         match (self.rate, self.interval) {
@@ -172,6 +232,7 @@ impl Args {
             warmup_per_service: self.warmup,
             start: self.start_time.unwrap_or(now),
             step,
+            only_kind: None,
         }
     }
 
@@ -242,7 +303,7 @@ pub async fn run(args: &Args, shutdown: impl Future<Output = ()>) -> anyhow::Res
             progress.clear();
             eprintln!("warning: batch of {size} logs not delivered: {error}");
         }
-        progress.update(&tally, started.elapsed());
+        progress.update(|| tally.progress_line(started.elapsed()));
 
         // Keep the pace without catching up in a rush after a slow batch.
         next_batch = (next_batch + interval).max(Instant::now());
@@ -255,7 +316,7 @@ pub async fn run(args: &Args, shutdown: impl Future<Output = ()>) -> anyhow::Res
             () = &mut shutdown => { interrupted = true; break; }
         }
     }
-    progress.finish(&tally, started.elapsed());
+    progress.finish(|| tally.progress_line(started.elapsed()));
     Ok(tally.summary(RunInfo {
         url: client.url().to_string(),
         seed,
@@ -318,7 +379,8 @@ impl Progress {
         }
     }
 
-    fn update(&mut self, tally: &Tally, elapsed: Duration) {
+    /// Redraws the line with `line()` at most every 200 ms on a terminal, every 10 s otherwise.
+    fn update(&mut self, line: impl FnOnce() -> String) {
         if !self.enabled {
             return;
         }
@@ -331,11 +393,10 @@ impl Progress {
             return;
         }
         self.last = Some(Instant::now());
-        self.draw(tally, elapsed);
+        self.draw(&line());
     }
 
-    fn draw(&mut self, tally: &Tally, elapsed: Duration) {
-        let line = tally.progress_line(elapsed);
+    fn draw(&mut self, line: &str) {
         let mut err = std::io::stderr().lock();
         if self.tty {
             let _ = write!(err, "\r\x1b[2K{line}");
@@ -354,18 +415,29 @@ impl Progress {
         }
     }
 
-    fn finish(&mut self, tally: &Tally, elapsed: Duration) {
+    /// One line of news (a wait that begins, a warning) on its own line, unless quiet.
+    fn note(&mut self, message: &str) {
+        if self.enabled {
+            self.clear();
+            eprintln!("{message}");
+        }
+    }
+
+    /// The final state of the line, left on screen (terminals only; logs had their lines).
+    fn finish(&mut self, line: impl FnOnce() -> String) {
         if self.enabled && self.tty {
-            self.draw(tally, elapsed);
+            self.draw(&line());
             let _ = writeln!(std::io::stderr());
             self.drawn = false;
         }
+        // The next phase's line starts afresh.
+        self.last = None;
     }
 }
 
 /// The whole program: run, print the summary (text or JSON) on stdout, and choose the exit status.
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::try_parse_checked(std::env::args_os()).unwrap_or_else(|error| error.exit());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -376,7 +448,14 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let summary = match runtime.block_on(run(&args, crate::signal::shutdown_signal())) {
+    let shutdown = crate::signal::shutdown_signal();
+    let result = runtime.block_on(async {
+        match &args.command {
+            Some(Command::AlertDrill(drill)) => drill::run(&args, drill, shutdown).await,
+            None => run(&args, shutdown).await,
+        }
+    });
+    let summary = match result {
         Ok(summary) => summary,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -410,6 +489,29 @@ mod tests {
     fn args(extra: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("log-simulator").chain(extra.iter().copied()))
             .expect("valid args")
+    }
+
+    #[test]
+    fn shared_options_go_before_or_after_the_drill_and_plain_ones_not_before_it() {
+        let parse = |argv: &[&str]| {
+            Args::try_parse_checked(std::iter::once("log-simulator").chain(argv.iter().copied()))
+        };
+        for argv in [
+            &["--seed", "3", "--url", "http://h:1/x", "alert-drill"][..],
+            &["alert-drill", "--seed", "3", "--url", "http://h:1/x"],
+        ] {
+            let args = parse(argv).expect("valid");
+            assert_eq!(args.seed, Some(3), "{argv:?}");
+            assert_eq!(args.url.as_str(), "http://h:1/x");
+            assert!(matches!(args.command, Some(Command::AlertDrill(_))));
+        }
+        let error = parse(&["--count", "5", "alert-drill"]).expect_err("plain option");
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(error.to_string().contains("--count"), "{error}");
+        let error =
+            parse(&["alert-drill", "--rate", "1", "--normal", "100ms"]).expect_err("no log");
+        assert!(error.to_string().contains("--normal"), "{error}");
+        assert!(parse(&["--count", "5"]).is_ok());
     }
 
     #[test]

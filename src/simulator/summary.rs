@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::simulator::client::{BatchOutcome, Judgement};
+use crate::simulator::drill::report::DrillReport;
 use crate::simulator::generate::{AnomalyKind, GeneratedLog, Label};
 
 /// Running counts, updated after every batch.
@@ -242,6 +243,7 @@ impl Tally {
                 .collect(),
             by_detector: self.by_detector.clone(),
             last_error: self.last_error.clone(),
+            alert_drill: None,
         }
     }
 }
@@ -288,6 +290,9 @@ pub struct Summary {
     pub by_kind: BTreeMap<String, KindSummary>,
     pub by_detector: BTreeMap<String, u64>,
     pub last_error: Option<String>,
+    /// `log-simulator alert-drill` only: alerts per simulated hour and time to the first alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_drill: Option<DrillReport>,
 }
 
 /// Request counts.
@@ -381,6 +386,9 @@ impl fmt::Display for Summary {
         if let Some(error) = &self.last_error {
             writeln!(f, "  last error {error}")?;
         }
+        if let Some(drill) = &self.alert_drill {
+            write!(f, "{drill}")?;
+        }
         Ok(())
     }
 }
@@ -426,6 +434,7 @@ mod tests {
             warmup_per_service: 0,
             start: chrono::Utc::now(),
             step: TimeDelta::milliseconds(10),
+            only_kind: None,
         })
         .take(n)
         .collect()

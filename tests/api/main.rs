@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod alert_drill;
 mod anomalies;
 mod contract;
 mod detection;
