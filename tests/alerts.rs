@@ -890,7 +890,9 @@ async fn busy_normal_traffic_does_not_page_and_a_burst_on_it_pages_once() {
     )
     .await;
     let mut rng = StdRng::seed_from_u64(18);
-    let start = Utc::now() - chrono::TimeDelta::minutes(30);
+    // Half an hour ago, on a whole minute: the phases below start on whole traffic buckets.
+    let ago = (Utc::now() - chrono::TimeDelta::minutes(30)).timestamp();
+    let start = DateTime::from_timestamp(ago - ago % 60, 0).expect("a valid time");
     let training: Vec<Value> = (0..2000)
         .map(|i| access_log(&mut rng, start, f64::from(i) * 0.01, false))
         .collect();

@@ -670,8 +670,19 @@ impl Tracker {
                 self.untracked += traffic.anomalies();
             }
         }
+        // The reasons of the whole batch before any burst is judged: its traffic is all in, so
+        // the top reason must speak for the same anomalies.
+        let anomalies = || logs.iter().filter(|log| log.verdict.is_anomaly());
+        for log in anomalies() {
+            let event = log.logged_at.unwrap_or(now);
+            if !self.is_late(event, now)
+                && let Some(state) = self.services.get_mut(log.service)
+            {
+                state.note_reason(reason_note(log.verdict, event));
+            }
+        }
         let mut transitions = Vec::new();
-        for log in logs.iter().filter(|log| log.verdict.is_anomaly()) {
+        for log in anomalies() {
             transitions.extend(self.record_anomaly(log, now));
         }
         transitions
@@ -714,7 +725,6 @@ impl Tracker {
             // Its traffic found no room: counted as untracked there.
             return None;
         };
-        state.note_reason(reason_note(log.verdict, event));
 
         let arrival_cutoff = minus(now, window);
         while state
