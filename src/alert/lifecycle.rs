@@ -35,8 +35,8 @@
 //! traffic explains ([`VolumeTest`]): the expected count is the scoring models' false-alarm budget
 //! over the logs they scored (or the share of logs they usually flag, if higher) plus the rules'
 //! usual share of the logs (`rule_share`, or the share usually seen, if higher). "Usually" is a
-//! decayed average over the service's last hour of traffic, held still while it is firing so an
-//! incident does not teach itself normal. A count below `min_ratio` times the expectation, or
+//! decayed average over the service's last hour of traffic older than one window, held still
+//! while it is firing, so neither a burst in progress nor an incident teaches itself normal. A count below `min_ratio` times the expectation, or
 //! with a Poisson tail probability above `max_probability`, does not page and does not clear the
 //! window: the next anomaly is judged again. A rule with `pure_count` pages on the count alone.
 //!
@@ -414,6 +414,8 @@ struct ServiceState {
     /// Judged logs and anomalies by bucket of event time.
     traffic: BTreeMap<i64, Traffic>,
     usual: Usual,
+    /// The newest bucket learned into `usual`.
+    learned_through: Option<i64>,
     reasons: VecDeque<ReasonNote>,
 }
 
@@ -425,17 +427,34 @@ impl ServiceState {
             last_seen: now,
             traffic: BTreeMap::new(),
             usual: Usual::default(),
+            learned_through: None,
             reasons: VecDeque::new(),
         }
     }
 
-    fn count_traffic(&mut self, bucket: i64, traffic: &Traffic, event: DateTime<Utc>) {
+    /// Adds a batch's traffic to its bucket. Buckets a whole window behind the newest are then
+    /// learned as usual (unless firing), so a burst never raises its own expectation.
+    fn count_traffic(&mut self, bucket: i64, traffic: &Traffic, width: i64) {
         self.traffic.entry(bucket).or_default().merge(traffic);
+        let Some(newest) = self.traffic.last_key_value().map(|(b, _)| *b) else {
+            return;
+        };
+        let settled = newest - BUCKETS_PER_WINDOW - 1;
+        let from = self
+            .learned_through
+            .map_or(i64::MIN, |b| b.saturating_add(1));
+        if settled >= from {
+            if self.firing.is_none() {
+                for (index, counts) in self.traffic.range(from..=settled) {
+                    let start = DateTime::from_timestamp_millis(index.saturating_mul(width));
+                    self.usual
+                        .learn(counts, start.unwrap_or(DateTime::<Utc>::MIN_UTC));
+                }
+            }
+            self.learned_through = Some(settled);
+        }
         while self.traffic.len() > MAX_BUCKETS {
             self.traffic.pop_first();
-        }
-        if self.firing.is_none() {
-            self.usual.learn(traffic, event);
         }
     }
 
@@ -631,7 +650,7 @@ impl Tracker {
     pub fn observe(&mut self, logs: &[JudgedEvent<'_>], now: DateTime<Utc>) -> Vec<Transition> {
         // Traffic first, summed per service and bucket, so that a burst is judged against the
         // whole batch it came in. A batch holds few services: small vectors beat maps here.
-        let mut sums: Vec<(&str, i64, Traffic, DateTime<Utc>)> = Vec::new();
+        let mut sums: Vec<(&str, i64, Traffic, i64)> = Vec::new();
         let mut widths: Vec<(&str, i64)> = Vec::new();
         for log in logs {
             let event = log.logged_at.unwrap_or(now);
@@ -652,20 +671,17 @@ impl Tracker {
                 .rev()
                 .find(|(service, b, ..)| *b == bucket && *service == log.service);
             match found {
-                Some((_, _, traffic, latest)) => {
-                    traffic.add(log.verdict);
-                    *latest = (*latest).max(event);
-                }
+                Some((_, _, traffic, _)) => traffic.add(log.verdict),
                 None => {
                     let mut traffic = Traffic::default();
                     traffic.add(log.verdict);
-                    sums.push((log.service, bucket, traffic, event));
+                    sums.push((log.service, bucket, traffic, width));
                 }
             }
         }
-        for (service, bucket, traffic, latest) in &sums {
+        for (service, bucket, traffic, width) in &sums {
             if let Some(state) = self.state_for(service, now) {
-                state.count_traffic(*bucket, traffic, *latest);
+                state.count_traffic(*bucket, traffic, *width);
             } else {
                 self.untracked += traffic.anomalies();
             }
@@ -1454,6 +1470,38 @@ mod tests {
             );
             assert_eq!(storm.fired_at.len(), 1);
             assert!(storm.fired_at[0] < 3720.0, "within one window of 120 s");
+        }
+
+        #[test]
+        fn a_burst_does_not_teach_itself_normal_even_on_a_short_history() {
+            // Two minutes of history weigh less than a minute of a 20 % burst: were the burst
+            // learned as it runs, it would raise its own expectation as fast as its count.
+            let mut tracker = tracker_with(BTreeMap::new());
+            let mut rng = StdRng::seed_from_u64(11);
+            let web = "web_server";
+            let calm = send(
+                &mut tracker,
+                &mut rng,
+                web,
+                (0.0, 120),
+                200,
+                0.0,
+                DetectorKind::Rule,
+                true,
+            );
+            assert!(calm.fired_at.is_empty());
+            let burst = send(
+                &mut tracker,
+                &mut rng,
+                web,
+                (120.0, 30),
+                200,
+                0.2,
+                DetectorKind::Rule,
+                true,
+            );
+            assert_eq!(burst.fired_at.len(), 1);
+            assert!(burst.fired_at[0] <= 122.0, "fired at {:?}", burst.fired_at);
         }
 
         #[test]
