@@ -11,8 +11,8 @@
 //! - `decode_parse`: plus parsing every log;
 //! - `decode_judge`: plus parsing, rules and every model's scores ([`Pipeline::judge`]);
 //! - `decode_judge_respond`: plus writing the JSON response;
-//! - `ingest_respond`: the whole request minus HTTP: decode, [`AppState::ingest`] (judge, commit the
-//!   anomalies to SQLite, rate alerts, learning) and the response. One request at a time, so every
+//! - `ingest_respond`: the whole request minus HTTP: decode, `IngestService::ingest` (judge,
+//!   commit the anomalies to SQLite, rate alerts, learning) and the response. One request at a time, so every
 //!   request pays its own commit and fsync, which group commit shares between concurrent requests.
 //! - `store_commit_5_requests`: the storage side alone, at steady state: one transaction holding
 //!   five requests' anomalies (what a group commit holds under `bench/throughput.sh`'s load), into
@@ -66,6 +66,7 @@ async fn warmed_service(data_dir: &std::path::Path, body: &[u8]) -> App {
     let app = App::build(settings).await.expect("the service starts");
     for _ in 0..30 {
         app.state()
+            .ingest
             .ingest(decode(body), None)
             .await
             .expect("warm-up batch");
@@ -116,7 +117,7 @@ fn stages(c: &mut Criterion) {
     group.bench_function("ingest_respond", |b| {
         b.iter(|| {
             let results = runtime
-                .block_on(state.ingest(decode(&body), None))
+                .block_on(state.ingest.ingest(decode(&body), None))
                 .expect("ingest");
             black_box(serde_json::to_vec(&results).expect("results serialize"))
         })

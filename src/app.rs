@@ -7,20 +7,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::FromRef;
-use chrono::Utc;
-use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::alert::AlertSystem;
-use crate::alert::lifecycle::JudgedEvent;
 use crate::api;
 use crate::api::body::BodyLimit;
-use crate::api::error::ApiError;
 use crate::detect::Detector;
+use crate::ingest::IngestService;
 use crate::learn::{Learner, LearnerConfig};
-use crate::parse::{Parser, RawLog};
-use crate::pipeline::{Counters, LogResult, Pipeline, PipelineLimits};
+use crate::parse::Parser;
+use crate::pipeline::{Counters, Pipeline, PipelineLimits};
 use crate::settings::{Settings, StoreSync};
 use crate::store::{Store, StoreOptions, Synchronous};
 
@@ -28,6 +25,8 @@ use crate::store::{Store, StoreOptions, Synchronous};
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
+    /// The one way in for logs ([`IngestService`]); every front door goes through it.
+    pub ingest: IngestService,
     pub pipeline: Pipeline,
     pub detector: Arc<Detector>,
     pub store: Store,
@@ -38,33 +37,6 @@ pub struct AppState {
 impl FromRef<AppState> for BodyLimit {
     fn from_ref(state: &AppState) -> Self {
         BodyLimit(state.settings.max_body_bytes)
-    }
-}
-
-impl AppState {
-    /// Runs a batch through the pipeline, then feeds the learning loop and the rate alerts.
-    ///
-    /// # Errors
-    /// Storage failures (503).
-    pub async fn ingest(
-        &self,
-        logs: Vec<RawLog>,
-        tags: Option<Map<String, Value>>,
-    ) -> Result<Vec<LogResult>, ApiError> {
-        let outcome = self.pipeline.process(logs, tags).await?;
-        // The anomalies are committed; the rate tracker counts every judged log toward its
-        // service's traffic and the anomalies toward its bursts, with each log's own timestamp
-        // and the arrival time (alert::lifecycle explains why both).
-        self.alerts.observe(
-            outcome.judged.iter().map(|log| JudgedEvent {
-                service: log.raw.service.as_str(),
-                logged_at: log.parsed.timestamp,
-                verdict: &log.verdict,
-            }),
-            Utc::now(),
-        );
-        self.learner.observe(&outcome.judged);
-        Ok(outcome.results)
     }
 }
 
@@ -146,8 +118,15 @@ impl App {
         if let Some(interval) = settings.retrain_interval {
             background.push(tokio::spawn(Arc::clone(&learner).run_periodic(interval)));
         }
+        let ingest = IngestService::new(
+            pipeline.clone(),
+            alerts.clone(),
+            Arc::clone(&learner),
+            settings.max_logs_per_request,
+        );
         let state = AppState {
             settings: Arc::new(settings),
+            ingest,
             pipeline,
             detector,
             store,

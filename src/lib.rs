@@ -1,7 +1,8 @@
 //! aioops-mcp-iforest: real-time log anomaly detection.
 //!
-//! Logs arrive through [`api`], flow through [`pipeline`] (parse → detect → store), and teach
-//! [`learn`] each service's baseline. The isolation forest itself is [`forest`]. `main.rs` and
+//! Logs arrive through [`api`] and enter by [`ingest`], the one way in: [`pipeline`] parses,
+//! judges and stores them, [`alert`] counts them toward rate alerts, and [`learn`] learns each
+//! service's baseline from them. The isolation forest itself is [`forest`]. `main.rs` and
 //! `bin/log-simulator.rs` are thin front ends over this library.
 
 pub mod alert;
@@ -10,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod detect;
 pub mod forest;
+pub mod ingest;
 pub mod learn;
 pub mod parse;
 pub mod pipeline;

@@ -1,7 +1,6 @@
-//! The stream pipeline: parse → detect → store → rate alerts, one result per input log, in order.
-//!
-//! It knows nothing of HTTP, so every front door (the REST API today; MCP and OTLP later) calls
-//! [`Pipeline::process`] and gets the same behaviour.
+//! The stream pipeline: parse → detect → store, one result per input log, in order. It knows
+//! nothing of HTTP; front doors do not call it directly but [`crate::ingest::IngestService`],
+//! which adds the rate alerts and the learning loop.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

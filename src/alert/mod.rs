@@ -1,7 +1,7 @@
 //! Rate alerts: anomalies in, pages out (contract, "Detection semantics" 3 and 4; issue #5).
 //!
 //! ```text
-//! AppState::ingest ─ observe(every judged log: service, timestamp, verdict; now) ─▶ lifecycle::Tracker
+//! IngestService::ingest ─ observe(every judged log: service, timestamp, verdict; now) ─▶ lifecycle::Tracker
 //!                         │ a transition (fired / repeated / resolved)
 //!                         ▼
 //!              spawned task: console event + store::AlertStore::record (alert + outbox rows, one txn)

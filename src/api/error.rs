@@ -54,6 +54,17 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::ingest::IngestError> for ApiError {
+    fn from(error: crate::ingest::IngestError) -> Self {
+        use crate::ingest::IngestError;
+        match error {
+            IngestError::NoLogs => Self::BadRequest(error.to_string()),
+            IngestError::TooManyLogs { .. } => Self::PayloadTooLarge(error.to_string()),
+            IngestError::Storage(error) => error.into(),
+        }
+    }
+}
+
 impl ApiError {
     /// A 422 with a single field error.
     pub fn unprocessable(error: FieldError) -> Self {

@@ -46,23 +46,11 @@ async fn ingest_logs(
 ) -> Result<Json<Vec<LogResult>>, ApiError> {
     let request = body.decode(IngestRequest::check)?;
     tracing::Span::current().record("logs", request.logs.len());
-    if request.logs.is_empty() {
-        return Err(ApiError::BadRequest(
-            "No logs provided in the request.".to_owned(),
-        ));
-    }
-    let limit = state.settings.max_logs_per_request;
-    if request.logs.len() > limit {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "{} logs in one request; the limit is {limit} (MAX_LOGS_PER_REQUEST). Split the batch.",
-            request.logs.len()
-        )));
-    }
     let tags = request.tags.map(|tags| {
         tags.into_iter()
             .map(|(k, v)| (k, Value::String(v)))
             .collect::<Map<String, Value>>()
     });
-    let outcome = state.ingest(request.logs, tags).await?;
-    Ok(Json(outcome))
+    let results = state.ingest.ingest(request.logs, tags).await?;
+    Ok(Json(results))
 }

@@ -1,0 +1,96 @@
+//! The ingest service: the one way in for logs, whatever the front door (REST today; MCP and OTLP
+//! are to be adapters over it too). It owns the whole path of a batch — parse, detect and store
+//! ([`Pipeline`]), then the rate windows and alerts ([`AlertSystem`]) and the learning loop
+//! ([`Learner`]) — so a log is judged the same way whichever door it came in by. It knows nothing
+//! of HTTP: its errors are [`IngestError`], which each front door maps to its own protocol.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::{Map, Value};
+
+use crate::alert::AlertSystem;
+use crate::alert::lifecycle::JudgedEvent;
+use crate::learn::Learner;
+use crate::parse::RawLog;
+use crate::pipeline::{LogResult, Pipeline};
+use crate::store::StoreError;
+
+/// Why a batch was not ingested. Nothing of a refused batch is stored, counted or learned.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A batch without logs (the contract's 400 "No logs provided in the request.").
+    #[error("No logs provided in the request.")]
+    NoLogs,
+    /// More logs than `MAX_LOGS_PER_REQUEST`.
+    #[error(
+        "{count} logs in one request; the limit is {limit} (MAX_LOGS_PER_REQUEST). Split the batch."
+    )]
+    TooManyLogs { count: usize, limit: usize },
+    /// The anomalies could not be committed; the batch's results were not returned.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+/// Parse → detect → store → rate windows → alerts → learning, for one batch at a time.
+#[derive(Debug, Clone)]
+pub struct IngestService {
+    pipeline: Pipeline,
+    alerts: AlertSystem,
+    learner: Arc<Learner>,
+    max_logs: usize,
+}
+
+impl IngestService {
+    /// `max_logs` is `MAX_LOGS_PER_REQUEST`.
+    pub fn new(
+        pipeline: Pipeline,
+        alerts: AlertSystem,
+        learner: Arc<Learner>,
+        max_logs: usize,
+    ) -> Self {
+        Self {
+            pipeline,
+            alerts,
+            learner,
+            max_logs,
+        }
+    }
+
+    /// Judges a batch, commits its anomalies, counts it toward the rate alerts and offers it to
+    /// the learning loop; one result per log, in order. `tags` are stored with the anomalies.
+    ///
+    /// # Errors
+    /// [`IngestError::NoLogs`] and [`IngestError::TooManyLogs`] before anything happens;
+    /// [`IngestError::Storage`] when the anomalies cannot be committed. A log that cannot be
+    /// parsed is a result with `error`, never an `Err`.
+    pub async fn ingest(
+        &self,
+        logs: Vec<RawLog>,
+        tags: Option<Map<String, Value>>,
+    ) -> Result<Vec<LogResult>, IngestError> {
+        if logs.is_empty() {
+            return Err(IngestError::NoLogs);
+        }
+        if logs.len() > self.max_logs {
+            return Err(IngestError::TooManyLogs {
+                count: logs.len(),
+                limit: self.max_logs,
+            });
+        }
+        let outcome = self.pipeline.process(logs, tags).await?;
+        // The anomalies are committed; the rate tracker counts every judged log toward its
+        // service's traffic and the anomalies toward its bursts, with each log's own timestamp
+        // and the arrival time (alert::lifecycle explains why both).
+        self.alerts.observe(
+            outcome.judged.iter().map(|log| JudgedEvent {
+                service: log.raw.service.as_str(),
+                logged_at: log.parsed.timestamp,
+                verdict: &log.verdict,
+            }),
+            Utc::now(),
+        );
+        self.learner.observe(&outcome.judged);
+        Ok(outcome.results)
+    }
+}
