@@ -15,7 +15,6 @@
 //! and storing and delivering happen on other tasks. Which clock counts for old, future and
 //! missing timestamps is explained in [`lifecycle`] and `docs/alerting.md`.
 
-pub mod api;
 pub mod channel;
 pub mod lifecycle;
 pub mod retry;

@@ -1,11 +1,10 @@
-//! POST /api/v1/feedback and GET /api/v1/metrics.
+//! POST /api/v1/feedback: operators label logs, for calibration and the next fits.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
@@ -18,9 +17,7 @@ use crate::parse::RawLog;
 use crate::store::FeedbackRecord;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/feedback", post(submit_feedback))
-        .route("/api/v1/metrics", get(metrics))
+    Router::new().route("/api/v1/feedback", post(submit_feedback))
 }
 
 /// One label: the contract's `{"log": RawLog, "is_anomaly": 0|1}`.
@@ -124,20 +121,4 @@ async fn submit_feedback(
         StatusCode::ACCEPTED,
         Json(json!({"message": format!("Feedback received for {count} records. Thank you!")})),
     ))
-}
-
-async fn metrics(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let counters = &state.pipeline.counters;
-    let feedback_received = state.store.feedback_count().await?;
-    let model_accuracy = state.learner.model_accuracy().await?;
-    Ok(Json(json!({
-        "prediction_count": counters.predictions.load(Ordering::Relaxed),
-        "anomaly_count": counters.anomalies.load(Ordering::Relaxed),
-        "last_trained": state.learner.last_trained(),
-        "feedback_received": feedback_received,
-        "model_accuracy": model_accuracy,
-        "parse_errors": counters.parse_errors.load(Ordering::Relaxed),
-        "models": state.detector.models.len(),
-        "untracked_service_logs": state.learner.untracked_logs(),
-    })))
 }

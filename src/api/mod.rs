@@ -1,11 +1,13 @@
 //! The HTTP edge: extract, call the domain, shape the reply. Routes sit next to their handlers.
 
+pub mod alerts;
 pub mod anomalies;
 pub mod body;
 pub mod error;
 pub mod feedback;
 pub mod health;
 pub mod ingest;
+pub mod metrics;
 pub mod training;
 
 use std::any::Any;
@@ -32,7 +34,8 @@ pub fn router(state: AppState) -> Router {
         .merge(anomalies::router())
         .merge(training::router())
         .merge(feedback::router())
-        .merge(crate::alert::api::router())
+        .merge(metrics::router())
+        .merge(alerts::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

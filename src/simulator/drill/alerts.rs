@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-/// The most alerts one `GET /api/v1/alerts` returns (the service's `MAX_LIMIT`).
-pub const LISTING_LIMIT: usize = 1000;
+/// The most alerts one `GET /api/v1/alerts` returns.
+pub const LISTING_LIMIT: usize = crate::api::alerts::MAX_LIMIT;
 
 /// What the drill needs of one stored alert.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! GET /api/v1/alerts and GET /api/v1/alerts/stats: what fired, and where it was delivered.
+//! GET /api/v1/alerts and GET /api/v1/alerts/stats: what fired, and where it was delivered (the
+//! alert system itself is `crate::alert`).
 //!
 //! Webhook URLs and routing keys are never part of a response: deliveries show the channel's
 //! name, the HTTP status and a redacted error only.
