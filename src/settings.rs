@@ -199,7 +199,11 @@ impl Settings {
             min_train_samples: r.ranged("MIN_TRAIN_SAMPLES", 50, 2, 10_000_000),
             n_estimators: r.ranged("IFOREST_N_ESTIMATORS", 100, 1, 10_000),
             anomaly_threshold: r.finite("ANOMALY_THRESHOLD", 0.0),
-            false_alarm_budget: r.budget("FALSE_ALARM_BUDGET", DEFAULT_FALSE_ALARM_BUDGET),
+            false_alarm_budget: r.number_in(
+                "FALSE_ALARM_BUDGET",
+                DEFAULT_FALSE_ALARM_BUDGET,
+                BUDGET,
+            ),
             alert_conditions: r.alert_conditions("ALERT_CONDITIONS"),
             complex_alert_rules: r.complex_alert_rules("COMPLEX_ALERT_RULES", volume),
             slack_webhook_url: r.url("SLACK_WEBHOOK_URL").map(Secret),
@@ -446,23 +450,6 @@ impl Reader<'_> {
         }
     }
 
-    fn budget(&mut self, name: &str, default: f64) -> f64 {
-        let Some(raw) = self.text(name).map(str::to_owned) else {
-            return default;
-        };
-        match raw.parse::<f64>() {
-            Ok(value) if value > 0.0 && value <= 0.1 => value,
-            _ => {
-                self.problem(
-                    name,
-                    &raw,
-                    "expected a share of normal logs in (0, 0.1], e.g. 0.001",
-                );
-                default
-            }
-        }
-    }
-
     fn contamination(&mut self, name: &str) -> ContaminationSetting {
         let Some(raw) = self.text(name).map(str::to_owned) else {
             return ContaminationSetting::Fraction(0.05);
@@ -574,17 +561,13 @@ impl Reader<'_> {
                         )),
                     },
                     key @ ("max_probability" | "min_ratio" | "rule_share") => {
-                        let range = match key {
-                            "max_probability" => PROBABILITY,
-                            "min_ratio" => RATIO,
-                            _ => SHARE,
+                        let (range, slot) = match key {
+                            "max_probability" => (PROBABILITY, &mut partial.max_probability),
+                            "min_ratio" => (RATIO, &mut partial.min_ratio),
+                            _ => (SHARE, &mut partial.rule_share),
                         };
                         match value.as_f64().filter(|v| (range.accepts)(*v)) {
-                            Some(number) => match key {
-                                "max_probability" => partial.max_probability = Some(number),
-                                "min_ratio" => partial.min_ratio = Some(number),
-                                _ => partial.rule_share = Some(number),
-                            },
+                            Some(number) => *slot = Some(number),
                             None => self.problems.push(format!(
                                 "{name}: {service}.{key}: {}, got {value}",
                                 range.expected
@@ -610,6 +593,10 @@ struct NumberRange {
     expected: &'static str,
 }
 
+const BUDGET: NumberRange = NumberRange {
+    accepts: |v| v > 0.0 && v <= 0.1,
+    expected: "expected a share of normal logs in (0, 0.1], e.g. 0.001",
+};
 const PROBABILITY: NumberRange = NumberRange {
     accepts: |v| v > 0.0 && v <= 1.0,
     expected: "expected a probability in (0, 1], e.g. 0.001",

@@ -704,7 +704,7 @@ impl Tracker {
         transitions
     }
 
-    fn is_late(&mut self, event: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    fn is_late(&self, event: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         let Some(lateness) = self.limits.max_lateness else {
             return false;
         };
