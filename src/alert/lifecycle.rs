@@ -380,6 +380,15 @@ fn reason_note(verdict: &Verdict, event: DateTime<Utc>) -> ReasonNote {
             },
             Evidence::NewCategory { field, .. } => format!("new {field}"),
             Evidence::Joint { .. } => "unusual combination".to_owned(),
+            Evidence::Relation {
+                feature, direction, ..
+            } => format!(
+                "{feature} {} against related features",
+                match direction {
+                    Direction::High => "high",
+                    Direction::Low => "low",
+                }
+            ),
             Evidence::Forest { .. } => "isolated by the forest".to_owned(),
         };
         (label, reason.summary.clone())

@@ -4,26 +4,33 @@
 //! A vanilla isolation forest misses what matters most on an on-call night: a feature that was
 //! constant is never split on, so a new value of it is invisible; a far spike isolates barely
 //! faster than an ordinary log in a corner of the data; a joint shift of several features, each
-//! in range, is poorly cut by axis-parallel splits. So the baseline combines four sources, each
+//! in range, is poorly cut by axis-parallel splits. So the baseline combines five sources, each
 //! with its own share of the false-alarm budget `B` (`FALSE_ALARM_BUDGET`, the share of normal
 //! logs a service may flag):
 //!
 //! 1. **Features**: per numeric feature, the median and a robust scale on each side (the larger of
-//!    the MAD and the 2.5 % tail, so skewed or heavy tails widen their own side), on a log scale
-//!    when that makes the feature more symmetric (durations, sizes, counts). A log is flagged when
-//!    a feature's robust z-score passes the two-sided normal cut for `B/2` shared by the features.
-//!    A small count (0, 1, 2, … with at most 16 values) is judged instead by its tail probability
-//!    under a Poisson or negative binomial fitted to the sample, at the same share of `B`.
+//!    the MAD and the 2.5 % tail, so skewed or heavy tails widen their own side), on the scale
+//!    where the feature is most symmetric (log for durations, sizes and counts, log-odds for shares
+//!    in [0, 1], raw otherwise). A log is flagged when a feature's robust z-score passes the
+//!    two-sided cut for `2B/5` shared by the features. A small count (0, 1, 2, … with at most 16
+//!    values) is judged instead by its tail probability under a Poisson or negative binomial
+//!    fitted to the sample, at the same share of `B`.
 //! 2. **Categories**: text fields (level, status words, method, endpoint, region, …) and numeric
 //!    features with at most 16 distinct values. A field is *closed* when the Good–Turing estimate
 //!    of the chance of a value never seen (values seen once, over the logs) is within `B/2`; a
 //!    value of a closed field that the baseline has not seen at least twice is flagged. Open
 //!    fields (identifiers, hosts of a large fleet, free text) never count by being new.
-//! 3. **Joint**: the robust Mahalanobis distance of the continuous features' z-scores, with a
-//!    covariance fitted on the rows that no feature flags and re-fitted without the rows beyond
-//!    its 0.1 % cut; flagged past the chi-square cut for `B/4` (widened when the sample's own
-//!    97.5 % quantile shows heavier tails than a normal distribution's).
-//! 4. **Forest**: the isolation forest's decision score below a cut for `B/4`, fitted as the
+//! 3. **Relations**: for each joint feature that the others predict (R² ≥ 0.3), its residual given
+//!    the others, standardized (`(P (z - mean))_j / sqrt(P_jj)` with `P` the inverse covariance
+//!    below); flagged past the two-sided normal cut for `B/5` shared by those features. One
+//!    feature out of step with the ones it moves with is the commonest joint anomaly, and a test
+//!    aimed at it is far more powerful than the distance over every dimension.
+//! 4. **Joint**: the robust Mahalanobis distance of the z-scores of the continuous features and
+//!    the counts with a median of at least 2, with a covariance fitted on the rows that no
+//!    feature flags and re-fitted without the rows beyond its 0.1 % cut; flagged past the
+//!    chi-square cut for `B/5` (widened when the sample's own 97.5 % quantile shows heavier tails
+//!    than a normal distribution's).
+//! 5. **Forest**: the isolation forest's decision score below a cut for `B/5`, fitted as the
 //!    median minus the normal quantile times the lower robust scale of the outlier-free rows'
 //!    scores, and below 0 and `ANOMALY_THRESHOLD` as the contract requires.
 //!
@@ -45,11 +52,20 @@ use crate::parse::ParsedLog;
 /// The default `FALSE_ALARM_BUDGET`: one normal log in a thousand may be flagged.
 pub const DEFAULT_FALSE_ALARM_BUDGET: f64 = 0.001;
 /// Share of the budget for the per-feature cuts (all features together).
-const FEATURE_SHARE: f64 = 0.5;
+const FEATURE_SHARE: f64 = 0.4;
 /// Share of the budget for the joint distance.
-const JOINT_SHARE: f64 = 0.25;
+const JOINT_SHARE: f64 = 0.2;
+/// Share of the budget for a feature far from what the other features of its log predict.
+const RELATION_SHARE: f64 = 0.2;
+/// A feature takes part in the relation test when the others explain at least this share of its
+/// variance: below it, the prediction says little more than the median does.
+const MIN_RELATION_R2: f64 = 0.3;
+/// The smallest median of a count that joins the joint distance.
+const MIN_JOINT_COUNT_MEDIAN: f64 = 2.0;
+/// The features a relation names as the ones its feature usually moves with.
+const RELATION_PARTNERS: usize = 2;
 /// Share of the budget for the forest.
-const FOREST_SHARE: f64 = 0.25;
+const FOREST_SHARE: f64 = 0.2;
 /// Share of the budget a closed field's unseen values may take (Good–Turing).
 const CLOSED_FIELD_SHARE: f64 = 0.5;
 /// A field whose logs show more distinct values than this is open: never judged by newness.
@@ -213,6 +229,20 @@ pub enum Evidence {
         cut: f64,
         features: Vec<Contribution>,
     },
+    /// One feature far from what the other features of the same log predict for it, though
+    /// perhaps within its own range: it usually moves with them and did not.
+    Relation {
+        feature: String,
+        value: f64,
+        /// What the other features predict for it, in its own units.
+        expected: f64,
+        direction: Direction,
+        /// The features that weigh most in the prediction.
+        with: Vec<String>,
+        /// The standardized residual, and the cut it passed.
+        z: f64,
+        cut: f64,
+    },
     /// Isolated by the forest, with nothing simpler to say.
     Forest { score: f64, cut: f64 },
 }
@@ -274,6 +304,24 @@ impl Reason {
                     .collect();
                 format!("unusual combination: {}", parts.join(", "))
             }
+            Evidence::Relation {
+                feature,
+                value,
+                expected,
+                direction,
+                with,
+                ..
+            } => format!(
+                "{feature} {} is {} for this log's {} (about {} expected from {})",
+                number(*value),
+                match direction {
+                    Direction::High => "high",
+                    Direction::Low => "low",
+                },
+                with.join(" and "),
+                number(*expected),
+                if with.len() == 1 { "it" } else { "them" },
+            ),
             Evidence::Forest { score, cut } => format!(
                 "isolated by the forest: score {} below its cut {}",
                 number(*score),
@@ -311,6 +359,86 @@ fn from_log_scale(y: f64) -> f64 {
     y.signum() * y.abs().exp_m1()
 }
 
+/// Keeps a share of exactly 0 or 1 finite on the logit scale.
+const LOGIT_MARGIN: f64 = 1e-3;
+
+/// The log-odds of a share in [0, 1]: hit ratios bunched near 1 have a long tail towards 0 that
+/// a robust z-score on the raw scale reads as far far too often.
+/// Beyond [0, 1] (a share that is not one after all) it goes on steeply and monotonically, so
+/// such a value is far rather than clamped to an edge.
+fn to_logit_scale(x: f64) -> f64 {
+    let edge = ((1.0 + LOGIT_MARGIN) / LOGIT_MARGIN).ln();
+    if x > 1.0 {
+        edge + (x - 1.0) / LOGIT_MARGIN
+    } else if x < 0.0 {
+        -edge + x / LOGIT_MARGIN
+    } else {
+        ((x + LOGIT_MARGIN) / (1.0 - x + LOGIT_MARGIN)).ln()
+    }
+}
+
+fn from_logit_scale(y: f64) -> f64 {
+    let edge = ((1.0 + LOGIT_MARGIN) / LOGIT_MARGIN).ln();
+    if y > edge {
+        1.0 + (y - edge) * LOGIT_MARGIN
+    } else if y < -edge {
+        (y + edge) * LOGIT_MARGIN
+    } else {
+        let odds = y.exp();
+        (odds * (1.0 + LOGIT_MARGIN) - LOGIT_MARGIN) / (1.0 + odds)
+    }
+}
+
+/// The scale a feature is judged on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    Raw,
+    Log,
+    Logit,
+}
+
+impl Scale {
+    /// The scale on which `sorted` values are the most symmetric: the log for non-negative
+    /// measurements (durations, sizes), the logit for shares, the raw values otherwise.
+    fn choose(sorted: &[f64]) -> Self {
+        let (Some(min), Some(max)) = (sorted.first(), sorted.last()) else {
+            return Self::Raw;
+        };
+        let asymmetry = |scale: Self| {
+            let scaled: Vec<f64> = sorted.iter().map(|v| scale.apply(*v)).collect();
+            skewness(&scaled).abs()
+        };
+        let mut candidates = vec![Self::Raw];
+        if *min >= 0.0 {
+            candidates.push(Self::Log);
+        }
+        if *min >= 0.0 && *max <= 1.0 && max > min {
+            candidates.push(Self::Logit);
+        }
+        candidates
+            .into_iter()
+            .map(|scale| (scale, asymmetry(scale)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(Self::Raw, |(scale, _)| scale)
+    }
+
+    fn apply(self, x: f64) -> f64 {
+        match self {
+            Self::Raw => x,
+            Self::Log => to_log_scale(x),
+            Self::Logit => to_logit_scale(x),
+        }
+    }
+
+    fn invert(self, y: f64) -> f64 {
+        match self {
+            Self::Raw => y,
+            Self::Log => from_log_scale(y),
+            Self::Logit => from_logit_scale(y),
+        }
+    }
+}
+
 /// Tail-based skewness in [-1, 1]: where the median sits between the 10 % and 90 % quantiles.
 fn skewness(sorted: &[f64]) -> f64 {
     let (Some(low), Some(mid), Some(high)) = (
@@ -333,6 +461,9 @@ pub struct FeatureBaseline {
     pub name: String,
     /// Judged on `ln(1 + x)` rather than `x`.
     pub log_scale: bool,
+    /// Judged on the log-odds `ln(x / (1 - x))` of a share in [0, 1] rather than `x`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logit_scale: bool,
     /// The median on the judged scale, and the robust scale below and above it.
     pub center: f64,
     pub lower_scale: f64,
@@ -409,15 +540,8 @@ impl FeatureBaseline {
     ) -> Self {
         values.retain(|v| v.is_finite());
         values.sort_by(f64::total_cmp);
-        let log_scale = values.first().is_some_and(|min| *min >= 0.0) && {
-            let logged: Vec<f64> = values.iter().map(|v| to_log_scale(*v)).collect();
-            skewness(&logged).abs() < skewness(&values).abs()
-        };
-        let scaled: Vec<f64> = if log_scale {
-            values.iter().map(|v| to_log_scale(*v)).collect()
-        } else {
-            values.clone()
-        };
+        let scale = Scale::choose(&values);
+        let scaled: Vec<f64> = values.iter().map(|v| scale.apply(*v)).collect();
         let center = median(&scaled);
         let spread = MAD_TO_SD * mad(&scaled, center);
         // The smallest scale worth telling apart from zero at this magnitude.
@@ -434,7 +558,7 @@ impl FeatureBaseline {
         };
         let lower_scale = side(quantile(&scaled, 0.025), quantile(&scaled, 0.005));
         let upper_scale = side(quantile(&scaled, 0.975), quantile(&scaled, 0.995));
-        let raw = |y: f64| if log_scale { from_log_scale(y) } else { y };
+        let raw = |y: f64| scale.invert(y);
         let band = normal_quantile(0.95);
         let (known_values, closed, codes) = discrete_values(&values, trusted, budget);
         let count_limits = (known_values.is_some() && !codes)
@@ -446,7 +570,8 @@ impl FeatureBaseline {
         );
         Self {
             name: name.to_owned(),
-            log_scale,
+            log_scale: scale == Scale::Log,
+            logit_scale: scale == Scale::Logit,
             center,
             lower_scale,
             upper_scale,
@@ -473,19 +598,42 @@ impl FeatureBaseline {
         }
     }
 
+    /// The value whose robust z-score is `z`, in the feature's own units.
+    pub fn value_at(&self, z: f64) -> f64 {
+        let scale = if z >= 0.0 {
+            self.upper_scale
+        } else {
+            self.lower_scale
+        };
+        self.scale().invert(self.center + z * scale)
+    }
+
+    fn scale(&self) -> Scale {
+        if self.logit_scale {
+            Scale::Logit
+        } else if self.log_scale {
+            Scale::Log
+        } else {
+            Scale::Raw
+        }
+    }
+
     /// The robust z-score of a value: negative below the median.
     pub fn z(&self, value: f64) -> f64 {
-        let scaled = if self.log_scale {
-            to_log_scale(value)
-        } else {
-            value
-        };
+        let scaled = self.scale().apply(value);
         let deviation = scaled - self.center;
         if deviation >= 0.0 {
             deviation / self.upper_scale
         } else {
             deviation / self.lower_scale
         }
+    }
+
+    /// A count whose median is at least [`MIN_JOINT_COUNT_MEDIAN`] takes part in the joint
+    /// distance: it has a scale to speak of, and a count that moves with others (items with
+    /// bytes, queue depth with latency) is part of their combination. Codes never are.
+    fn is_joint_count(&self) -> bool {
+        self.count_limits.is_some() && !self.codes && self.median >= MIN_JOINT_COUNT_MEDIAN
     }
 
     fn is_known(&self, value: f64) -> bool {
@@ -629,6 +777,10 @@ pub struct JointBaseline {
     pub precision: Vec<f64>,
     /// Cut on the squared distance.
     pub cut: f64,
+    /// Per slot, the cut on the residual of that feature given the others, for the features the
+    /// others predict well enough ([`MIN_RELATION_R2`]); empty in models from before the test.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relation_cuts: Vec<Option<f64>>,
 }
 
 impl JointBaseline {
@@ -655,12 +807,21 @@ impl JointBaseline {
         distances.sort_by(f64::total_cmp);
         let expected = chi_square_upper(dims, 0.025);
         let widening = quantile(&distances, 0.975).map_or(1.0, |q| (q / expected).max(1.0));
+        let relation_cuts = relation_cuts(&kept, &mean, &precision, budget);
         Some(Self {
             features: Vec::new(),
             mean,
             precision,
             cut: chi_square_upper(dims, budget * JOINT_SHARE) * widening,
+            relation_cuts,
         })
+    }
+
+    /// Per slot, the standardized residual of the feature given the others, and what they predict
+    /// for its z-score: `r = P (z - mean)`, residual `r_j / sqrt(P_jj)`, prediction
+    /// `z_j - r_j / P_jj` (the regression of slot `j` on the rest, read off the precision matrix).
+    fn residual(&self, z: &[f64], slot: usize) -> (f64, f64) {
+        residual(z, &self.mean, &self.precision, slot)
     }
 
     fn dims(&self) -> usize {
@@ -705,6 +866,59 @@ fn covariance_inverse<'a>(
         covariance[i * dims + i] += RIDGE;
     }
     Some((mean, invert(&covariance, dims)?))
+}
+
+fn residual(z: &[f64], mean: &[f64], precision: &[f64], slot: usize) -> (f64, f64) {
+    let dims = mean.len();
+    let pulled: f64 = (0..dims)
+        .map(|k| precision[slot * dims + k] * (z[k] - mean[k]))
+        .sum();
+    let weight = precision[slot * dims + slot];
+    (pulled / weight.sqrt(), z[slot] - pulled / weight)
+}
+
+/// The relation cuts of each slot (see [`JointBaseline::relation_cuts`]): two-sided normal cuts
+/// for `B/5` shared by the slots that take part, widened where the sample's own 97.5 % quantile
+/// of the absolute residual shows a heavier tail than a normal distribution's.
+fn relation_cuts(
+    rows: &[&Vec<f64>],
+    mean: &[f64],
+    precision: &[f64],
+    budget: f64,
+) -> Vec<Option<f64>> {
+    let dims = mean.len();
+    let count = rows.len() as f64;
+    let predicted: Vec<bool> = (0..dims)
+        .map(|slot| {
+            let variance = rows
+                .iter()
+                .map(|row| (row[slot] - mean[slot]).powi(2))
+                .sum::<f64>()
+                / (count - 1.0).max(1.0);
+            // 1 / P_jj is the variance left once the others are known.
+            let explained = 1.0 - 1.0 / (precision[slot * dims + slot] * variance);
+            variance > 0.0 && explained >= MIN_RELATION_R2
+        })
+        .collect();
+    let tests = 2 * predicted.iter().filter(|p| **p).count();
+    if tests == 0 {
+        return Vec::new();
+    }
+    let base_cut = normal_quantile(1.0 - budget * RELATION_SHARE / tests as f64);
+    (0..dims)
+        .map(|slot| {
+            predicted[slot].then(|| {
+                let mut residuals: Vec<f64> = rows
+                    .iter()
+                    .map(|row| residual(row, mean, precision, slot).0.abs())
+                    .collect();
+                residuals.sort_by(f64::total_cmp);
+                let widening =
+                    quantile(&residuals, 0.975).map_or(1.0, |q| (q / 2.241_403).max(1.0));
+                base_cut * widening
+            })
+        })
+        .collect()
 }
 
 fn squared_distance(z: &[f64], mean: &[f64], precision: &[f64]) -> f64 {
@@ -839,7 +1053,13 @@ impl Baseline {
             && (dims > MAX_JOINT_FEATURES
                 || joint.precision.len() != dims * dims
                 || joint.features.len() != dims
-                || !joint.cut.is_finite())
+                || !joint.cut.is_finite()
+                || !(joint.relation_cuts.is_empty() || joint.relation_cuts.len() == dims)
+                || joint
+                    .relation_cuts
+                    .iter()
+                    .flatten()
+                    .any(|cut| !(cut.is_finite() && *cut > 0.0)))
         {
             return Err(BaselineError("joint distance"));
         }
@@ -848,6 +1068,7 @@ impl Baseline {
                 limits.at_least.is_finite() && limits.at_most.is_none_or(f64::is_finite)
             });
             if feature.joint_slot.is_some_and(|slot| slot >= dims)
+                || (feature.log_scale && feature.logit_scale)
                 || !(feature.lower_scale > 0.0 && feature.upper_scale > 0.0)
                 || !limits_ok
             {
@@ -884,7 +1105,7 @@ impl Baseline {
             .features
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.known_values.is_none())
+            .filter(|(_, f)| f.known_values.is_none() || f.is_joint_count())
             .map(|(index, _)| index)
             .take(MAX_JOINT_FEATURES)
             .collect();
@@ -921,6 +1142,10 @@ impl Baseline {
             let Some(value) = log.feature(&feature.name) else {
                 continue;
             };
+            let z = feature.z(value);
+            if let Some(slot) = feature.joint_slot {
+                joint_z[slot.min(MAX_JOINT_FEATURES - 1)] = z;
+            }
             if feature.is_known(value) {
                 continue;
             }
@@ -931,10 +1156,6 @@ impl Baseline {
                     reasons.push(new_category(&feature.name, number(value), known));
                 }
                 continue;
-            }
-            let z = feature.z(value);
-            if let Some(slot) = feature.joint_slot {
-                joint_z[slot.min(MAX_JOINT_FEATURES - 1)] = z;
             }
             if let Some(cut) = feature.far_cut(value, z, self.feature_cut) {
                 strongest.push(z.abs() / cut.max(f64::MIN_POSITIVE));
@@ -965,6 +1186,17 @@ impl Baseline {
         }
         if reasons.is_empty()
             && let Some(joint) = &self.joint
+            && let Some((reason, strength)) = self.strongest_relation(
+                joint,
+                &joint_z[..joint.dims().min(MAX_JOINT_FEATURES)],
+                log,
+            )
+        {
+            strongest.push(strength);
+            reasons.push(reason);
+        }
+        if reasons.is_empty()
+            && let Some(joint) = &self.joint
         {
             let z = &joint_z[..joint.dims().min(MAX_JOINT_FEATURES)];
             let distance = squared_distance(z, &joint.mean, &joint.precision);
@@ -992,6 +1224,58 @@ impl Baseline {
             reasons.truncate(MAX_REASONS);
         }
         reasons
+    }
+
+    /// The feature furthest past its relation cut, if any: its reason and how far past.
+    fn strongest_relation(
+        &self,
+        joint: &JointBaseline,
+        z: &[f64],
+        log: &impl Observation,
+    ) -> Option<(Reason, f64)> {
+        let dims = joint.dims();
+        let (slot, residual, predicted, cut) = joint
+            .relation_cuts
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, cut)| {
+                let cut = (*cut)?;
+                let (residual, predicted) = joint.residual(z, slot);
+                (residual.abs() > cut).then_some((slot, residual, predicted, cut))
+            })
+            .max_by(|a, b| (a.1.abs() / a.3).total_cmp(&(b.1.abs() / b.3)))?;
+        let feature = self.features.iter().find(|f| f.joint_slot == Some(slot))?;
+        let value = log.feature(&feature.name)?;
+        // The others' pulls on the prediction, largest first.
+        let mut pulls: Vec<(usize, f64)> = (0..dims)
+            .filter(|k| *k != slot)
+            .map(|k| {
+                (
+                    k,
+                    (joint.precision[slot * dims + k] * (z[k] - joint.mean[k])).abs(),
+                )
+            })
+            .collect();
+        pulls.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let with = pulls
+            .into_iter()
+            .take(RELATION_PARTNERS)
+            .filter_map(|(k, _)| {
+                let partner = self.features.iter().find(|f| f.joint_slot == Some(k))?;
+                let shown = log.feature(&partner.name)?;
+                Some(format!("{} {}", partner.name, number(shown)))
+            })
+            .collect();
+        let reason = Reason::new(Evidence::Relation {
+            feature: feature.name.clone(),
+            value,
+            expected: feature.value_at(predicted),
+            direction: Direction::of(residual),
+            with,
+            z: residual,
+            cut,
+        });
+        Some((reason, residual.abs() / cut))
     }
 
     /// The (at most three) features that add most to a joint distance.
@@ -1242,12 +1526,95 @@ mod tests {
         log.features.insert("bytes".to_owned(), bytes.round());
         log.features.insert("status".to_owned(), 200.0);
         let reasons = baseline.judge(&log, None);
+        // Bytes predict latency: the relation says which one is out of step and what was due.
+        assert!(
+            matches!(&reasons[..], [Reason { evidence: Evidence::Relation { feature, direction: Direction::High, expected, with, .. }, .. }]
+                if feature == "latency_ms" && *expected < 80.0 && with.len() == 1 && with[0].starts_with("bytes ")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[0]
+                .summary
+                .starts_with("latency_ms 217.5 is high for this log's bytes"),
+            "{}",
+            reasons[0].summary
+        );
+        // Without the relation test (a model saved before it), the joint distance still sees it.
+        let mut without_relations = baseline.clone();
+        if let Some(joint) = &mut without_relations.joint {
+            joint.relation_cuts.clear();
+        }
+        let reasons = without_relations.judge(&log, None);
         assert!(
             matches!(&reasons[..], [Reason { evidence: Evidence::Joint { features, .. }, .. }]
                 if features.len() == 2),
             "{reasons:?}"
         );
         assert!(reasons[0].summary.starts_with("unusual combination"));
+    }
+
+    #[test]
+    fn a_feature_that_others_do_not_predict_has_no_relation_cut() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let samples: Vec<Sample> = (0..2000)
+            .map(|_| {
+                let mut log = web_log(&mut rng);
+                let independent = 30.0 * (0.3 * gaussian(&mut rng)).exp();
+                log.features.insert("queue_ms".to_owned(), independent);
+                log
+            })
+            .collect();
+        let mut names = names();
+        names.push("queue_ms".to_owned());
+        let (baseline, _) = Baseline::fit(&samples, &names, DEFAULT_FALSE_ALARM_BUDGET);
+        let joint = baseline.joint.as_ref().expect("a joint baseline");
+        let cut_of = |name: &str| {
+            let slot = joint
+                .features
+                .iter()
+                .position(|f| f == name)
+                .expect("a slot");
+            joint.relation_cuts[slot]
+        };
+        assert!(cut_of("latency_ms").is_some() && cut_of("bytes").is_some());
+        assert_eq!(cut_of("queue_ms"), None);
+    }
+
+    #[test]
+    fn a_share_bunched_near_one_is_judged_on_its_log_odds() {
+        let mut rng = StdRng::seed_from_u64(12);
+        // A hit ratio whose misses are log-normal (median 4 %): bunched near 1 with a long tail
+        // towards 0, which on the raw scale passes a normal cut far more often than the budget.
+        let hit_ratio = |rng: &mut StdRng| {
+            let miss = (0.04 * (0.8 * gaussian(rng)).exp()).min(1.0);
+            ((1.0 - miss) * 1000.0).round() / 1000.0
+        };
+        let with_ratio = |rng: &mut StdRng| {
+            let mut log = web_log(rng);
+            log.features.insert("hit_ratio".to_owned(), hit_ratio(rng));
+            log
+        };
+        let samples: Vec<Sample> = (0..2000).map(|_| with_ratio(&mut rng)).collect();
+        let mut names = names();
+        names.push("hit_ratio".to_owned());
+        let (baseline, _) = Baseline::fit(&samples, &names, DEFAULT_FALSE_ALARM_BUDGET);
+        let feature = baseline
+            .features
+            .iter()
+            .find(|f| f.name == "hit_ratio")
+            .expect("hit_ratio");
+        assert!(feature.logit_scale && !feature.log_scale);
+        assert!((feature.value_at(feature.z(0.9)) - 0.9).abs() < 1e-9);
+        let flagged = (0..10_000)
+            .filter(|_| !baseline.judge(&with_ratio(&mut rng), None).is_empty())
+            .count();
+        assert!(flagged <= 25, "{flagged} of 10,000 normal logs flagged");
+        // A ratio beyond 1 is far, not clamped to the edge.
+        let beyond = with_feature(with_ratio(&mut rng), "hit_ratio", 1.5);
+        assert!(baseline.judge(&beyond, None).iter().any(|r| matches!(
+            &r.evidence,
+            Evidence::Feature { feature, direction: Direction::High, .. } if feature == "hit_ratio"
+        )));
     }
 
     #[test]

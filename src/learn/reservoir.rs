@@ -1,8 +1,12 @@
 //! A bounded, uniform sample of a service's recent normal logs (reservoir sampling, Vitter's
 //! algorithm R). After every fit the count restarts, so the next fit samples uniformly from the logs
-//! seen since the last one: the reservoir follows the service as it drifts.
+//! seen since the last one: the reservoir follows the service as it drifts. When fewer logs than
+//! its capacity arrive between fits, they replace old rows chosen at random (the rows are shuffled
+//! at each fit), so the old rows fade geometrically from fit to fit instead of a fixed part of the
+//! reservoir being refreshed over and over while the rest keeps the first logs forever.
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 /// At most `capacity` rows (a service's training samples).
@@ -69,6 +73,9 @@ impl<T: Clone> Reservoir<T> {
     /// A copy of the rows for a fit; the count restarts so newer logs replace older ones.
     pub fn take_snapshot(&mut self) -> Vec<T> {
         self.seen_since_fit = 0;
+        // Algorithm R fills slots from the first: without the shuffle the next few logs would
+        // always overwrite the same leading slots.
+        self.rows.shuffle(&mut self.rng);
         self.rows.clone()
     }
 }
@@ -116,5 +123,27 @@ mod tests {
             .filter(|r| r["x"] == 1.0)
             .count();
         assert!(old <= 5, "{old} old rows remain");
+    }
+
+    #[test]
+    fn frequent_fits_with_few_logs_between_them_still_replace_every_old_row() {
+        let mut reservoir = Reservoir::new(50, 42);
+        for _ in 0..50 {
+            reservoir.offer(row(1.0));
+        }
+        // Ten fits with 20 new logs before each: the first rows fade geometrically, where
+        // refreshing the same leading slots every time would leave 30 or more of them for ever.
+        for _ in 0..10 {
+            let _ = reservoir.take_snapshot();
+            for _ in 0..20 {
+                reservoir.offer(row(2.0));
+            }
+        }
+        let old = reservoir
+            .take_snapshot()
+            .iter()
+            .filter(|r| r["x"] == 1.0)
+            .count();
+        assert!(old <= 8, "{old} of the 50 first rows remain");
     }
 }

@@ -88,8 +88,21 @@ async fn a_learned_baseline_flags_new_values_spikes_and_joint_shifts_with_reason
             r["reasons"][0]["kind"].as_str().expect("a reason")
         })
         .collect();
-    assert_eq!(kinds, ["new_category", "feature", "joint"]);
+    // The pair is explained by the feature out of step with the one that predicts it.
+    assert_eq!(kinds, ["new_category", "feature", "relation"]);
     assert_eq!(results[0]["reasons"][0]["field"], "region");
+    // Either one can be the one out of step; the reason names it and the other.
+    let relation = &results[2]["reasons"][0];
+    let (named, partner) = match (relation["feature"].as_str(), relation["direction"].as_str()) {
+        (Some("latency_ms"), Some("high")) => ("latency_ms", "bytes"),
+        (Some("bytes"), Some("low")) => ("bytes", "latency_ms"),
+        _ => panic!("an unexpected relation: {relation}"),
+    };
+    let summary = relation["summary"].as_str().expect("summary");
+    assert!(
+        summary.starts_with(named) && summary.contains(&format!("for this log's {partner} ")),
+        "{summary}"
+    );
     let spike = results[1]["reasons"][0]["summary"]
         .as_str()
         .expect("summary");
