@@ -47,15 +47,25 @@ async fn the_simulator_against_the_service_reports_what_was_caught() {
     assert_eq!(summary["rejected"].as_u64(), Some(0), "{summary}");
     assert_eq!(summary["undelivered"].as_u64(), Some(0), "{summary}");
 
+    // Issue #11's target holds end to end: the default run measures precision 0.98 and recall
+    // 1.0 (1 false positive in ~1,400 normal logs); the margins allow for which logs the first
+    // models are fitted on, which depends on timing.
     let detection = &summary["detection"];
     let precision = detection["precision"].as_f64().expect("precision");
     let recall = detection["recall"].as_f64().expect("recall");
-    assert!((0.0..=1.0).contains(&precision), "{summary}");
-    // Rule spikes break a built-in threshold: the rules must catch every one of them.
+    let f1 = detection["f1"].as_f64().expect("f1");
+    assert!(precision >= 0.9, "precision {precision}: {summary}");
+    assert!(recall >= 0.95, "recall {recall}: {summary}");
+    assert!(f1 >= 0.9, "F1 {f1}: {summary}");
+    // Rule spikes break a built-in threshold: the rules must catch every one of them; the
+    // models catch the spikes and error bursts they learned nothing like.
     let rule = &summary["by_kind"]["rule_spike"];
     assert!(rule["judged"].as_u64().unwrap_or(0) > 0, "{summary}");
     assert_eq!(rule["detected"], rule["judged"], "{summary}");
-    assert!(recall >= 0.5, "recall {recall}: {summary}");
+    for kind in ["model_spike", "error_burst"] {
+        let caught = summary["by_kind"][kind]["recall"].as_f64().unwrap_or(0.0);
+        assert!(caught >= 0.9, "{kind} recall {caught}: {summary}");
+    }
 
     // The services learned their own models from the warm-up traffic.
     let models = app.get("/api/v1/models").await;
