@@ -31,12 +31,22 @@ impl ModelSource {
             Self::File => "file",
         }
     }
+}
 
-    pub fn from_name(name: &str) -> Self {
+/// A model source name that no version of the service writes.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown model source {0:?} (expected auto, train_job or file)")]
+pub struct UnknownModelSource(String);
+
+impl std::str::FromStr for ModelSource {
+    type Err = UnknownModelSource;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name {
-            "auto" => Self::Auto,
-            "train_job" => Self::TrainJob,
-            _ => Self::File,
+            "auto" => Ok(Self::Auto),
+            "train_job" => Ok(Self::TrainJob),
+            "file" => Ok(Self::File),
+            other => Err(UnknownModelSource(other.to_owned())),
         }
     }
 }
@@ -183,5 +193,19 @@ impl ModelRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_sources_read_back_what_they_write_and_refuse_the_rest() {
+        for source in [ModelSource::Auto, ModelSource::TrainJob, ModelSource::File] {
+            assert_eq!(source.as_str().parse::<ModelSource>().ok(), Some(source));
+        }
+        let error = "manual".parse::<ModelSource>().expect_err("not a source");
+        assert!(error.to_string().contains("\"manual\""), "{error}");
     }
 }

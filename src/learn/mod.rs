@@ -693,6 +693,12 @@ impl Learner {
         let mut loaded = Vec::new();
         for record in records {
             let path = PathBuf::from(&record.path);
+            // The store is ours, but a row edited by hand or written by a newer version must
+            // not take the model down with it: its source is only a label.
+            let source = record.source.parse().unwrap_or_else(|error| {
+                tracing::warn!(service = record.service, %error, "Model recorded with an unknown source; shown as file.");
+                ModelSource::File
+            });
             match load_artifact(path.clone()).await {
                 Ok(artifact) => loaded.push(ServiceModel {
                     baseline: ServiceModel::baseline_of(&artifact),
@@ -700,7 +706,7 @@ impl Learner {
                     artifact,
                     training_samples: record.training_samples,
                     trained_at: record.trained_at,
-                    source: ModelSource::from_name(&record.source),
+                    source,
                     job_id: record.job_id,
                 }),
                 Err(error) => tracing::error!(
