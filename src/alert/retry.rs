@@ -51,7 +51,7 @@ impl RetryPolicy {
 
 /// What one HTTP answer means for the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum DeliveryVerdict {
     Delivered,
     /// Worth another try, after the server's `Retry-After` when it sent one.
     Retry {
@@ -62,9 +62,9 @@ pub enum Verdict {
 }
 
 /// Classifies a response status, reading `Retry-After` from `headers`.
-pub fn classify(status: StatusCode, headers: &HeaderMap, now: DateTime<Utc>) -> Verdict {
+pub fn classify(status: StatusCode, headers: &HeaderMap, now: DateTime<Utc>) -> DeliveryVerdict {
     if status.is_success() {
-        return Verdict::Delivered;
+        return DeliveryVerdict::Delivered;
     }
     let retryable = status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
@@ -74,9 +74,9 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, now: DateTime<Utc>) -> 
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| parse_retry_after(value, now));
-        Verdict::Retry { retry_after }
+        DeliveryVerdict::Retry { retry_after }
     } else {
-        Verdict::Reject
+        DeliveryVerdict::Reject
     }
 }
 
@@ -200,16 +200,19 @@ mod tests {
     fn statuses_are_classified_as_vector_does() {
         let none = HeaderMap::new();
         let at = now();
-        assert_eq!(classify(StatusCode::OK, &none, at), Verdict::Delivered);
+        assert_eq!(
+            classify(StatusCode::OK, &none, at),
+            DeliveryVerdict::Delivered
+        );
         assert_eq!(
             classify(StatusCode::ACCEPTED, &none, at),
-            Verdict::Delivered
+            DeliveryVerdict::Delivered
         );
         for retried in [429, 408, 500, 502, 503, 504] {
             let status = StatusCode::from_u16(retried).expect("status");
             assert_eq!(
                 classify(status, &none, at),
-                Verdict::Retry { retry_after: None },
+                DeliveryVerdict::Retry { retry_after: None },
                 "{retried}"
             );
         }
@@ -217,7 +220,7 @@ mod tests {
             let status = StatusCode::from_u16(final_status).expect("status");
             assert_eq!(
                 classify(status, &none, at),
-                Verdict::Reject,
+                DeliveryVerdict::Reject,
                 "{final_status}"
             );
         }
@@ -229,7 +232,7 @@ mod tests {
         headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
         assert_eq!(
             classify(StatusCode::TOO_MANY_REQUESTS, &headers, now()),
-            Verdict::Retry {
+            DeliveryVerdict::Retry {
                 retry_after: Some(Duration::from_secs(3))
             }
         );

@@ -11,7 +11,7 @@ use chrono::Utc;
 use tokio::sync::{Notify, watch};
 
 use crate::alert::channel::Channel;
-use crate::alert::retry::{RetryPolicy, Verdict, classify, describe_error};
+use crate::alert::retry::{DeliveryVerdict, RetryPolicy, classify, describe_error};
 use crate::alert::store::{AlertStore, AlertStoreError, DeliveryStatus, PendingDelivery};
 
 /// A worker looks at the outbox at least this often even when nobody wakes it.
@@ -104,20 +104,20 @@ impl Worker {
                     )
                 }
                 Err(error) => (
-                    Verdict::Retry { retry_after: None },
+                    DeliveryVerdict::Retry { retry_after: None },
                     None,
                     Some(describe_error(error, &secrets)),
                 ),
             };
             match verdict {
-                Verdict::Delivered => {
+                DeliveryVerdict::Delivered => {
                     self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(attempt, "Alert delivered.");
                     self.finish(row.id, DeliveryStatus::Delivered, total, http_status, None)
                         .await;
                     return;
                 }
-                Verdict::Reject => {
+                DeliveryVerdict::Reject => {
                     self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
                         channel = name,
@@ -128,7 +128,7 @@ impl Worker {
                         .await;
                     return;
                 }
-                Verdict::Retry { retry_after } => {
+                DeliveryVerdict::Retry { retry_after } => {
                     if attempt >= self.policy.max_attempts {
                         self.counters.failed.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(

@@ -41,7 +41,7 @@ pub struct Judgement {
 
 /// The end of one batch's delivery, after any retries.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BatchOutcome {
+pub struct BatchDelivery {
     /// One judgement per log, in order; or why there are none.
     pub result: Result<Vec<Judgement>, String>,
     /// The final HTTP status; `None` when no response ever came.
@@ -62,14 +62,14 @@ pub struct RetryNotice {
 
 /// Retry limits.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub struct SendRetryPolicy {
     /// Retries after the first attempt.
     pub retries: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
 }
 
-impl Default for RetryPolicy {
+impl Default for SendRetryPolicy {
     fn default() -> Self {
         Self {
             retries: 5,
@@ -79,7 +79,7 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
+impl SendRetryPolicy {
     /// The pause before retry number `retry` (0-based): doubling from the initial backoff, capped,
     /// with ±25 % jitter so a fleet of simulators does not hammer a recovering service in step.
     pub fn delay(&self, retry: u32) -> Duration {
@@ -96,7 +96,7 @@ impl RetryPolicy {
 pub struct IngestClient {
     http: reqwest::Client,
     url: Url,
-    policy: RetryPolicy,
+    policy: SendRetryPolicy,
 }
 
 /// One try's result: final (`Done`), or worth repeating.
@@ -127,7 +127,7 @@ impl IngestClient {
     ///
     /// # Errors
     /// When the HTTP client cannot be built (no TLS backend).
-    pub fn new(url: Url, timeout: Duration, policy: RetryPolicy) -> anyhow::Result<Self> {
+    pub fn new(url: Url, timeout: Duration, policy: SendRetryPolicy) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -143,7 +143,7 @@ impl IngestClient {
 
     /// Posts `logs` and waits for the judgements, retrying as the policy allows; calls `on_retry`
     /// before each pause. Never fails: an undeliverable batch is an outcome like any other.
-    pub async fn send(&self, logs: &[RawLog], on_retry: impl FnMut(&RetryNotice)) -> BatchOutcome {
+    pub async fn send(&self, logs: &[RawLog], on_retry: impl FnMut(&RetryNotice)) -> BatchDelivery {
         self.post_logs(&IngestBody { logs }, logs.len(), on_retry)
             .await
     }
@@ -153,7 +153,7 @@ impl IngestClient {
         &self,
         logs: &[GeneratedLog],
         on_retry: impl FnMut(&RetryNotice),
-    ) -> BatchOutcome {
+    ) -> BatchDelivery {
         let body = GeneratedBody {
             logs: WireLogs(logs),
         };
@@ -165,7 +165,7 @@ impl IngestClient {
         body: &impl Serialize,
         expected: usize,
         on_retry: impl FnMut(&RetryNotice),
-    ) -> BatchOutcome {
+    ) -> BatchDelivery {
         let tries = self
             .with_retries(&self.url, || self.attempt(body, expected), on_retry)
             .await;
@@ -175,7 +175,7 @@ impl IngestClient {
                 outcome.connection_errors = tries.connection_errors;
                 outcome
             }
-            Err((error, status)) => BatchOutcome {
+            Err((error, status)) => BatchDelivery {
                 result: Err(error),
                 status,
                 retries: tries.retries,
@@ -304,21 +304,21 @@ impl IngestClient {
         Ok((status, text))
     }
 
-    async fn attempt(&self, body: &impl Serialize, expected: usize) -> Attempt<BatchOutcome> {
+    async fn attempt(&self, body: &impl Serialize, expected: usize) -> Attempt<BatchDelivery> {
         let request = self.http.post(self.url.clone()).json(body);
         let (status, text) = match self.exchange(request).await {
             Ok(answer) => answer,
             Err(retry) => return retry,
         };
         if !status.is_success() {
-            return Attempt::Done(BatchOutcome {
+            return Attempt::Done(BatchDelivery {
                 result: Err(format!("HTTP {}: {}", status.as_u16(), excerpt(&text))),
                 status: Some(status.as_u16()),
                 retries: 0,
                 connection_errors: 0,
             });
         }
-        Attempt::Done(BatchOutcome {
+        Attempt::Done(BatchDelivery {
             result: parse_judgements(&text, expected),
             status: Some(status.as_u16()),
             retries: 0,
@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_its_cap_with_bounded_jitter() {
-        let policy = RetryPolicy {
+        let policy = SendRetryPolicy {
             retries: 10,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),

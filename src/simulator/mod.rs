@@ -24,7 +24,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use reqwest::Url;
 use tokio::time::Instant;
 
-use crate::simulator::client::{IngestClient, RetryNotice, RetryPolicy};
+use crate::simulator::client::{IngestClient, RetryNotice, SendRetryPolicy};
 use crate::simulator::drill::DrillArgs;
 use crate::simulator::generate::{Generator, GeneratorConfig, ServiceKind};
 use crate::simulator::summary::{RunInfo, Summary, Tally};
@@ -257,9 +257,9 @@ pub async fn run(args: &Args, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let seed = args.seed.unwrap_or_else(rand::random);
     let interval = args.batch_interval();
     let mut generator = Generator::new(args.generator_config(seed, Utc::now()));
-    let policy = RetryPolicy {
+    let policy = SendRetryPolicy {
         retries: args.retries,
-        ..RetryPolicy::default()
+        ..SendRetryPolicy::default()
     };
     let client = IngestClient::new(args.url.clone(), args.timeout, policy)
         .context("building the HTTP client")?;

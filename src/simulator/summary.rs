@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::simulator::client::{BatchOutcome, Judgement};
+use crate::simulator::client::{BatchDelivery, Judgement};
 use crate::simulator::drill::report::DrillReport;
 use crate::simulator::generate::{AnomalyKind, GeneratedLog, Label};
 
@@ -93,7 +93,7 @@ pub struct KindCount {
 
 impl Tally {
     /// Folds one batch's outcome into the counts; `logs` are the batch's logs in request order.
-    pub fn record(&mut self, logs: &[GeneratedLog], outcome: &BatchOutcome) {
+    pub fn record(&mut self, logs: &[GeneratedLog], outcome: &BatchDelivery) {
         let n = logs.len() as u64;
         self.batches += 1;
         self.sent += n;
@@ -440,8 +440,8 @@ mod tests {
         .collect()
     }
 
-    fn judged(flags: &[bool]) -> BatchOutcome {
-        BatchOutcome {
+    fn judged(flags: &[bool]) -> BatchDelivery {
+        BatchDelivery {
             result: Ok(flags
                 .iter()
                 .map(|&is_anomaly| Judgement {
@@ -504,7 +504,7 @@ mod tests {
         let mut tally = Tally::default();
         tally.record(
             &batch,
-            &BatchOutcome {
+            &BatchDelivery {
                 result: Err("HTTP 422".into()),
                 status: Some(422),
                 retries: 0,
@@ -514,7 +514,7 @@ mod tests {
         assert!(!tally.last_batch_undelivered);
         tally.record(
             &batch,
-            &BatchOutcome {
+            &BatchDelivery {
                 result: Err("connection refused".into()),
                 status: None,
                 retries: 3,

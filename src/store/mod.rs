@@ -222,13 +222,8 @@ impl Store {
         .map_err(|error| StoreError::Background(error.to_string()))?
     }
 
-    /// Stores one request's anomalies durably and prunes beyond the retention bound; returns the
-    /// new rows' ids, in order, once they are committed.
-    ///
-    /// Requests that arrive while a commit is running are committed together in the next
-    /// transaction (group commit): one fsync serves them all, so concurrent requests do not queue
-    /// behind each other's disk flushes. If a group's transaction fails, each request of the group
-    /// is retried in a transaction of its own, so one request's failure is never another's.
+    /// The ids [`Store::store_anomalies`] gave the records: a shorthand for the tests.
+    #[cfg(test)]
     pub async fn insert_anomalies(
         &self,
         records: Vec<AnomalyRecord>,
@@ -237,8 +232,13 @@ impl Store {
         Ok(stored.into_iter().map(|record| record.id).collect())
     }
 
-    /// As [`Store::insert_anomalies`], but hands the records back with their new ids, so a caller
-    /// that keeps them need not clone them first.
+    /// Stores one request's anomalies durably and prunes beyond the retention bound; hands the
+    /// records back with their new ids, in order, once they are committed.
+    ///
+    /// Requests that arrive while a commit is running are committed together in the next
+    /// transaction (group commit): one fsync serves them all, so concurrent requests do not queue
+    /// behind each other's disk flushes. If a group's transaction fails, each request of the group
+    /// is retried in a transaction of its own, so one request's failure is never another's.
     pub async fn store_anomalies(
         &self,
         records: Vec<AnomalyRecord>,
@@ -307,6 +307,7 @@ impl Store {
             .await
     }
 
+    /// How many anomalies are stored (the benchmarks and the tests wait on it).
     pub async fn count_anomalies(&self) -> Result<u64, StoreError> {
         self.read(|connection| {
             Ok(connection.query_row("SELECT COUNT(*) FROM anomalies", [], |row| row.get(0))?)
@@ -491,34 +492,6 @@ impl Store {
                  WHERE status IN ('queued', 'running')",
                 params![timestamp_text(&Utc::now()), detail],
             )?)
-        })
-        .await
-    }
-
-    pub async fn get_meta(&self, key: impl Into<String>) -> Result<Option<String>, StoreError> {
-        let key = key.into();
-        self.read(move |connection| {
-            Ok(connection
-                .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |row| {
-                    row.get(0)
-                })
-                .optional()?)
-        })
-        .await
-    }
-
-    pub async fn set_meta(
-        &self,
-        key: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<(), StoreError> {
-        let (key, value) = (key.into(), value.into());
-        self.write(move |connection, _| {
-            connection.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )?;
-            Ok(())
         })
         .await
     }

@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::simulator::client::{IngestClient, RetryPolicy, endpoint};
+use crate::simulator::client::{IngestClient, SendRetryPolicy, endpoint};
 use crate::simulator::drill::alerts::{
     AlertBaseline, AlertView, LISTING_LIMIT, count_new_alerts, firing_services, first_new_alert,
     parse_alerts, parse_models,
@@ -284,9 +284,9 @@ pub async fn run(
     let seed = args.seed.unwrap_or_else(rand::random);
     let start = args.start_time.unwrap_or_else(Utc::now);
     let plans = drill.plans(start).map_err(anyhow::Error::msg)?;
-    let policy = RetryPolicy {
+    let policy = SendRetryPolicy {
         retries: args.retries,
-        ..RetryPolicy::default()
+        ..SendRetryPolicy::default()
     };
     let client = IngestClient::new(args.url.clone(), args.timeout, policy)
         .context("building the HTTP client")?;
