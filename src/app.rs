@@ -111,7 +111,7 @@ impl App {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {address} (API_HOST, API_PORT)"))?;
-        let alerts = AlertSystem::start(&settings)
+        let alerts = AlertSystem::start(&settings, store.clone())
             .await
             .context("starting the alert channels")?;
         let mut background = Vec::new();

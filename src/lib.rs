@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod learn;
 pub mod parse;
 pub mod pipeline;
+mod rfc3339;
 pub mod settings;
 pub mod signal;
 pub mod simulator;

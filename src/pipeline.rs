@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -210,7 +210,7 @@ fn anomaly_record(
     let mut context = Map::new();
     context.insert(
         "received_at".to_owned(),
-        json!(received_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        json!(crate::rfc3339::millis(&received_at)),
     );
     context.insert(
         "timestamp_from_log".to_owned(),

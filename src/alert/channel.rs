@@ -5,11 +5,12 @@
 //! or Alertmanager's. Each variant holds its own target; [`Channel::body`] renders the vendor's
 //! JSON from one [`Notification`], and `worker` does the HTTP and the retries for all of them.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::alert::lifecycle::{AlertRecord, AlertState, RateContext, Transition, TransitionKind};
+use crate::rfc3339;
 use crate::settings::{Secret, Settings, WebhookFormat};
 
 /// Who sends: PagerDuty's `client`, Alertmanager's `receiver`, Slack's context line.
@@ -113,11 +114,11 @@ impl Notification {
             "rule_violated": self.rule_violated(),
             "anomaly_count_in_window": self.anomaly_count_in_window,
             "time_window_seconds": alert.window_seconds,
-            "last_anomaly_timestamp": rfc3339(alert.last_anomaly_at),
+            "last_anomaly_timestamp": rfc3339::millis(&alert.last_anomaly_at),
             "threshold_count": alert.threshold_count,
             "alert_id": alert.id,
-            "started_at": rfc3339(alert.started_at),
-            "resolved_at": alert.resolved_at.map(rfc3339),
+            "started_at": rfc3339::millis(&alert.started_at),
+            "resolved_at": alert.resolved_at.as_ref().map(crate::rfc3339::millis),
             "anomaly_count": alert.anomaly_count,
             "bursts": alert.bursts,
             "logs_in_window": self.context.as_ref().map(|c| c.logs),
@@ -127,10 +128,6 @@ impl Notification {
             "top_reason": self.context.as_ref().and_then(|c| c.top_reason.as_ref()),
         })
     }
-}
-
-fn rfc3339(instant: DateTime<Utc>) -> String {
-    instant.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn seconds_text(seconds: f64) -> String {
@@ -302,12 +299,12 @@ pub fn slack_body(notification: &Notification) -> Value {
                 notification.rule_violated()
             ),
         ),
-        field("Last anomaly", rfc3339(alert.last_anomaly_at)),
-        field("Started", rfc3339(alert.started_at)),
+        field("Last anomaly", rfc3339::millis(&alert.last_anomaly_at)),
+        field("Started", rfc3339::millis(&alert.started_at)),
         field("Anomalies while firing", alert.anomaly_count.to_string()),
     ];
     if let Some(resolved_at) = alert.resolved_at {
-        fields.push(field("Resolved", rfc3339(resolved_at)));
+        fields.push(field("Resolved", rfc3339::millis(&resolved_at)));
     }
     json!({
         "text": text,
@@ -348,7 +345,7 @@ pub fn pagerduty_body(notification: &Notification, routing_key: &str) -> Value {
             "summary": truncate(&notification.message(), PAGERDUTY_SUMMARY_MAX_CHARS),
             "source": truncate(&alert.service, PAGERDUTY_FIELD_MAX_CHARS),
             "severity": "error",
-            "timestamp": rfc3339(notification.created_at),
+            "timestamp": rfc3339::millis(&notification.created_at),
             "component": truncate(&alert.service, PAGERDUTY_FIELD_MAX_CHARS),
             "group": SENDER,
             "class": alert.rule,
@@ -383,11 +380,11 @@ pub fn alertmanager_body(notification: &Notification) -> Value {
         "description": notification.message(),
         "anomaly_count_in_window": notification.anomaly_count_in_window.to_string(),
         "time_window_seconds": seconds_text(alert.window_seconds),
-        "last_anomaly_timestamp": rfc3339(alert.last_anomaly_at),
+        "last_anomaly_timestamp": rfc3339::millis(&alert.last_anomaly_at),
     });
     let ends_at = alert
         .resolved_at
-        .map_or_else(|| ALERTMANAGER_NO_END.to_owned(), rfc3339);
+        .map_or_else(|| ALERTMANAGER_NO_END.to_owned(), |at| rfc3339::millis(&at));
     json!({
         "version": "4",
         "groupKey": format!("{{}}:{{alertname={:?}, service={:?}}}", alert.rule, alert.service),
@@ -402,7 +399,7 @@ pub fn alertmanager_body(notification: &Notification) -> Value {
             "status": status,
             "labels": labels,
             "annotations": annotations,
-            "startsAt": rfc3339(alert.started_at),
+            "startsAt": rfc3339::millis(&alert.started_at),
             "endsAt": ends_at,
             "generatorURL": "",
             "fingerprint": alert.fingerprint,

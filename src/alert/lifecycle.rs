@@ -141,6 +141,17 @@ pub enum TransitionKind {
     Resolved,
 }
 
+impl TransitionKind {
+    /// The wire name: `fired`, `repeated` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fired => "fired",
+            Self::Repeated => "repeated",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
 /// A change that every channel hears about.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {

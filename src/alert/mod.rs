@@ -4,7 +4,7 @@
 //! IngestService::ingest ─ observe(every judged log: service, timestamp, verdict; now) ─▶ lifecycle::Tracker
 //!                         │ a transition (fired / repeated / resolved)
 //!                         ▼
-//!              spawned task: console event + store::AlertStore::record (alert + outbox rows, one txn)
+//!              spawned task: console event + Store::record_alerts (alert + outbox rows, one txn)
 //!                         │ wake
 //!                         ▼
 //!              worker::Worker per channel ─▶ Slack / PagerDuty / webhook, retry::RetryPolicy
@@ -18,7 +18,6 @@
 pub mod channel;
 pub mod lifecycle;
 pub mod retry;
-pub mod store;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -28,18 +27,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::alert::channel::{Channel, Notification, log_to_console};
 use crate::alert::lifecycle::{
-    AlertRecord, JudgedEvent, Tracker, TrackerLimits, Transition, TransitionKind,
+    AlertRecord, AlertState, JudgedEvent, Tracker, TrackerLimits, Transition, TransitionKind,
 };
 use crate::alert::retry::RetryPolicy;
-use crate::alert::store::{AlertQuery, AlertStore, AlertStoreError, DeliveryStatus, StoredAlert};
 use crate::alert::worker::{ChannelCounters, Worker};
-use crate::settings::{Settings, StoreSync};
+use crate::settings::Settings;
+use crate::store::{
+    AlertFilter, AlertRow, DeliveryRecord, DeliveryStatus, OutboxChannel, OutboxEntry, Store,
+    StoreError,
+};
 use crate::sync::lock;
 
 /// How often quiet alerts are resolved and counts stored.
@@ -59,6 +62,45 @@ struct AlertCounters {
     lost: AtomicU64,
 }
 
+/// Filters of GET /api/v1/alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertQuery {
+    pub limit: usize,
+    pub service: Option<String>,
+    pub state: Option<AlertState>,
+}
+
+/// An alert with its deliveries, as GET /api/v1/alerts shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredAlert {
+    #[serde(flatten)]
+    pub alert: AlertRecord,
+    pub dedup_key: String,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// An alert as the store keeps it.
+fn stored_row(alert: &AlertRecord) -> Result<AlertRow, serde_json::Error> {
+    Ok(AlertRow {
+        id: alert.id,
+        service: alert.service.clone(),
+        fingerprint: alert.fingerprint.clone(),
+        firing: alert.state == AlertState::Firing,
+        revision: alert.revision,
+        started_at: alert.started_at,
+        document: serde_json::to_string(alert)?,
+    })
+}
+
+fn outbox_entry(notification: &Notification) -> Result<OutboxEntry, serde_json::Error> {
+    Ok(OutboxEntry {
+        alert: stored_row(&notification.alert)?,
+        event: notification.kind.as_str(),
+        opens_alert: notification.kind == TransitionKind::Fired,
+        notification: serde_json::to_string(notification)?,
+    })
+}
+
 #[derive(Debug)]
 struct ChannelHandle {
     name: &'static str,
@@ -68,7 +110,7 @@ struct ChannelHandle {
 
 struct Inner {
     tracker: Mutex<Tracker>,
-    store: AlertStore,
+    store: Store,
     /// Every channel's name, console first.
     channel_names: Vec<&'static str>,
     /// The HTTP channels and their workers' wake-up signals.
@@ -98,18 +140,12 @@ impl std::fmt::Debug for AlertSystem {
 }
 
 impl AlertSystem {
-    /// Opens the alert tables in the service's database, takes back alerts that were firing,
-    /// and starts a worker per configured channel plus the tick. Undelivered notifications of an
-    /// earlier run are delivered first.
+    /// Takes back the alerts that were firing in `store`, and starts a worker per configured
+    /// channel plus the tick. Undelivered notifications of an earlier run are delivered first.
     ///
     /// # Errors
-    /// The database cannot be opened or read, or the HTTP client cannot be built.
-    pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
-        let store = AlertStore::open(
-            &settings.database_path(),
-            settings.store_synchronous == StoreSync::Full,
-        )
-        .context("opening the alert tables")?;
+    /// The database cannot be read, or the HTTP client cannot be built.
+    pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Self> {
         let next_id = store.max_alert_id().await.context("reading alerts")? + 1;
         let mut tracker = Tracker::new(
             settings.complex_alert_rules.clone(),
@@ -121,7 +157,7 @@ impl AlertSystem {
             next_id,
         );
         let now = Utc::now();
-        let firing = store
+        let firing: Vec<AlertRecord> = store
             .firing_alerts()
             .await
             .context("reading firing alerts")?;
@@ -152,7 +188,7 @@ impl AlertSystem {
         let all = Channel::from_settings(settings);
         let channel_names: Vec<&'static str> = all.iter().map(Channel::name).collect();
         let abandoned = store
-            .abandon_unconfigured(channel_names.clone())
+            .abandon_unconfigured_deliveries(channel_names.clone())
             .await
             .context("clearing the outbox of channels no longer configured")?;
         for (channel, deliveries) in abandoned {
@@ -306,16 +342,39 @@ impl AlertSystem {
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        let result = self
+        let rows = changed
+            .iter()
+            .map(stored_row)
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|changed| {
+                let entries = notifications.iter().map(outbox_entry);
+                let entries: Result<Vec<_>, _> = entries.collect();
+                entries.map(|entries| (changed, entries))
+            });
+        let channels = self
             .inner
-            .store
-            .record(
-                notifications,
-                changed,
-                self.inner.channel_names.clone(),
-                self.inner.queue_capacity,
-            )
-            .await;
+            .channel_names
+            .iter()
+            .map(|&name| OutboxChannel {
+                name,
+                // The console was written above.
+                delivered_on_store: name == Channel::Console.name(),
+            })
+            .collect();
+        let result = match rows {
+            Ok((changed, entries)) => {
+                let capacity = self.inner.queue_capacity;
+                let recorded = self
+                    .inner
+                    .store
+                    .record_alerts(changed, entries, channels, capacity);
+                recorded.await
+            }
+            Err(error) => Err(StoreError::Corrupt {
+                column: "alerts.record",
+                source: error,
+            }),
+        };
         let enqueued = match result {
             Ok(enqueued) => enqueued,
             Err(error) => {
@@ -354,15 +413,29 @@ impl AlertSystem {
     ///
     /// # Errors
     /// The alert database cannot be read.
-    pub async fn list(&self, query: AlertQuery) -> Result<Vec<StoredAlert>, AlertStoreError> {
-        self.inner.store.list(query).await
+    pub async fn list(&self, query: AlertQuery) -> Result<Vec<StoredAlert>, StoreError> {
+        let filter = AlertFilter {
+            limit: query.limit,
+            service: query.service,
+            firing: query.state.map(|state| state == AlertState::Firing),
+        };
+        let stored: Vec<(AlertRecord, Vec<DeliveryRecord>)> =
+            self.inner.store.list_alerts(filter).await?;
+        Ok(stored
+            .into_iter()
+            .map(|(alert, deliveries)| StoredAlert {
+                dedup_key: alert.dedup_key(),
+                alert,
+                deliveries,
+            })
+            .collect())
     }
 
     /// Counters since start-up and the outbox per channel and status.
     ///
     /// # Errors
     /// The alert database cannot be read.
-    pub async fn stats(&self) -> Result<Value, AlertStoreError> {
+    pub async fn stats(&self) -> Result<Value, StoreError> {
         let outbox = self.inner.store.delivery_counts().await?;
         let (tracked, firing, untracked, evicted, late) = {
             let tracker = lock(&self.inner.tracker);
@@ -407,7 +480,7 @@ impl AlertSystem {
 
     /// Stops the tick, finishes pending store writes, then lets every worker drain its outbox
     /// for up to `ALERT_SHUTDOWN_TIMEOUT_SECONDS`. What is still undelivered then stays in the
-    /// outbox and goes out after the next start.
+    /// outbox and goes out after the next start. The store stays open: its owner closes it.
     pub async fn shutdown(&self) {
         let ticker = lock(&self.inner.ticker).take();
         if let Some(ticker) = ticker {
@@ -444,7 +517,6 @@ impl AlertSystem {
                  undelivered alerts stay in the outbox for the next start."
             );
         }
-        self.inner.store.close().await;
     }
 }
 
@@ -457,7 +529,6 @@ mod tests {
     #[test]
     fn alert_types_held_in_the_state_are_send_and_sync() {
         assert_send_sync::<AlertSystem>();
-        assert_send_sync::<AlertStore>();
         assert_send_sync::<Channel>();
     }
 }

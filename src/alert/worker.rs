@@ -10,9 +10,9 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::{Notify, watch};
 
-use crate::alert::channel::Channel;
+use crate::alert::channel::{Channel, Notification};
 use crate::alert::retry::{DeliveryVerdict, RetryPolicy, classify, describe_error};
-use crate::alert::store::{AlertStore, AlertStoreError, DeliveryStatus, PendingDelivery};
+use crate::store::{DeliveryStatus, PendingDelivery, Store, StoreError};
 
 /// A worker looks at the outbox at least this often even when nobody wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -31,7 +31,7 @@ pub struct ChannelCounters {
 #[derive(Debug, Clone)]
 pub struct Worker {
     pub channel: Arc<Channel>,
-    pub store: AlertStore,
+    pub store: Store,
     pub client: reqwest::Client,
     pub policy: RetryPolicy,
     pub wake: Arc<Notify>,
@@ -48,7 +48,7 @@ impl Worker {
             // already under way when shutdown started may predate the last alerts stored, and
             // shutdown stores those before it asks the workers to drain.
             let draining_before_read = *draining.borrow();
-            match self.store.next_pending(name, after_id).await {
+            match self.store.next_pending_delivery(name, after_id).await {
                 Ok(Some(row)) => {
                     after_id = row.id;
                     self.deliver(row).await;
@@ -66,7 +66,7 @@ impl Worker {
                         changed = draining.changed() => if changed.is_err() { break },
                     }
                 }
-                Err(AlertStoreError::Closed) => break,
+                Err(StoreError::Closed) => break,
                 Err(error) => {
                     tracing::error!(%error, channel = name, "Cannot read the alert outbox.");
                     tokio::time::sleep(IDLE_POLL).await;
@@ -77,7 +77,7 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(channel = self.channel.name(), alert_id = row.notification.alert.id))]
-    async fn deliver(&self, row: PendingDelivery) {
+    async fn deliver(&self, row: PendingDelivery<Notification>) {
         let name = self.channel.name();
         let Some(url) = self.channel.endpoint() else {
             // The console is written when the alert is stored; it never has pending rows.

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use crate::alert::lifecycle::AlertState;
-use crate::alert::store::{AlertQuery, AlertStoreError, StoredAlert};
+use crate::alert::{AlertQuery, StoredAlert};
 use crate::api::anomalies::query_error;
 use crate::api::error::ApiError;
 use crate::app::AppState;
@@ -26,21 +26,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/stats", get(alert_stats))
-}
-
-impl From<AlertStoreError> for ApiError {
-    fn from(error: AlertStoreError) -> Self {
-        let busy = matches!(
-            &error,
-            AlertStoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
-                if matches!(failure.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        );
-        if busy || matches!(error, AlertStoreError::Closed) {
-            Self::Unavailable(error.to_string())
-        } else {
-            Self::Internal(anyhow::Error::new(error))
-        }
-    }
 }
 
 /// Parses `limit`, `service` and `state`, reporting every bad one in FastAPI's 422 shape.

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use serde_json::json;
 
 use crate::app::AppState;
@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let timestamp = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let timestamp = crate::rfc3339::millis(&Utc::now());
     let version = env!("CARGO_PKG_VERSION");
     // A probe must answer even when storage hangs; the store itself gives up on a lock in 0.5 s.
     let checked = tokio::time::timeout(HEALTH_DEADLINE, state.store.check_writable()).await;
