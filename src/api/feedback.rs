@@ -105,7 +105,7 @@ async fn submit_feedback(
             id: 0,
             service: item.log.service,
             source: item.log.source,
-            format_type: item.log.format_type.as_str().to_owned(),
+            format_type: item.log.format_type,
             raw_log: item.log.raw_log,
             custom_config: item
                 .log

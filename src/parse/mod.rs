@@ -53,6 +53,22 @@ impl FormatType {
     }
 }
 
+/// A `format_type` none of the four names.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown format_type {0:?} (expected json, key_value, regex or custom)")]
+pub struct UnknownFormatType(String);
+
+impl std::str::FromStr for FormatType {
+    type Err = UnknownFormatType;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        [Self::Json, Self::KeyValue, Self::Regex, Self::Custom]
+            .into_iter()
+            .find(|format| format.as_str() == name)
+            .ok_or_else(|| UnknownFormatType(name.to_owned()))
+    }
+}
+
 /// One log as a client posts it (CONTRACT "RawLog").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RawLog {

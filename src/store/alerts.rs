@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Store, StoreError, from_json, parse_timestamp, timestamp_text};
+use super::{Store, StoreError, from_json, parse_column, parse_timestamp, timestamp_text};
 
 /// Resolved alerts kept (with their deliveries); older ones are pruned when new alerts open.
 pub const MAX_STORED_ALERTS: i64 = 10_000;
@@ -164,12 +164,6 @@ fn upsert_alert(connection: &Connection, alert: &AlertRow) -> Result<(), StoreEr
         ],
     )?;
     Ok(())
-}
-
-fn status_column(text: &str) -> Result<DeliveryStatus, rusqlite::Error> {
-    text.parse().map_err(|error: UnknownDeliveryStatus| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
-    })
 }
 
 impl Store {
@@ -444,7 +438,7 @@ impl Store {
                         Ok(DeliveryRecord {
                             channel: row.get(0)?,
                             event: row.get(1)?,
-                            status: status_column(&row.get::<_, String>(2)?)?,
+                            status: parse_column(&row.get::<_, String>(2)?)?,
                             attempts: row.get(3)?,
                             last_http_status: row.get(4)?,
                             last_error: row.get(5)?,

@@ -3,7 +3,8 @@
 use rusqlite::{Connection, params};
 
 use super::{
-    FeedbackRecord, Store, StoreError, from_json, parse_timestamp, timestamp_text, to_json,
+    FeedbackRecord, Store, StoreError, from_json, parse_column, parse_timestamp, timestamp_text,
+    to_json,
 };
 
 impl Store {
@@ -24,7 +25,7 @@ impl Store {
                     insert.execute(params![
                         record.service,
                         record.source,
-                        record.format_type,
+                        record.format_type.as_str(),
                         record.raw_log,
                         record.custom_config.as_ref().map(to_json),
                         record.is_anomaly,
@@ -77,7 +78,7 @@ fn select_feedback(
             id: row.get(0)?,
             service: row.get(1)?,
             source: row.get(2)?,
-            format_type: row.get(3)?,
+            format_type: parse_column(&row.get::<_, String>(3)?)?,
             raw_log: row.get(4)?,
             custom_config: custom_config
                 .as_deref()

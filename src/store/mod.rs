@@ -35,7 +35,8 @@ pub use alerts::{
     OutboxChannel, OutboxEntry, PendingDelivery,
 };
 pub use records::{
-    AnomalyOrder, AnomalyQuery, AnomalyRecord, FeedbackRecord, ModelRecord, TrainingJobRecord,
+    AnomalyOrder, AnomalyQuery, AnomalyRecord, FeedbackRecord, JobStatus, ModelRecord,
+    TrainingJobRecord, UnknownJobStatus,
 };
 
 use crate::store::anomalies::GroupCommit;
@@ -150,6 +151,17 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, rusqlite::Error> {
                 Box::new(error),
             )
         })
+}
+
+/// A column that holds one of an enum's names.
+fn parse_column<T>(text: &str) -> Result<T, rusqlite::Error>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    text.parse().map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
+    })
 }
 
 fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
@@ -371,7 +383,7 @@ mod tests {
             id: 0,
             service: "web".into(),
             source: "s".into(),
-            format_type: "regex".into(),
+            format_type: crate::parse::FormatType::Regex,
             raw_log: "x".into(),
             custom_config: Some(json!({"pattern": "(x)"})),
             is_anomaly: true,
@@ -388,7 +400,7 @@ mod tests {
             training_samples: 50,
             trained_at: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
             threshold: -0.5,
-            source: "auto".into(),
+            source: crate::detect::models::ModelSource::Auto,
             job_id: None,
         };
         store.upsert_model(model.clone()).await.expect("model");
@@ -401,7 +413,7 @@ mod tests {
             .expect("model");
         let job = TrainingJobRecord {
             job_id: "j1".into(),
-            status: "running".into(),
+            status: JobStatus::Running,
             created_at: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
             started_at: None,
             finished_at: None,
@@ -445,7 +457,7 @@ mod tests {
             .await
             .expect("job")
             .expect("exists");
-        assert_eq!(failed.status, "failed");
+        assert_eq!(failed.status, JobStatus::Failed);
         assert_eq!(store.get_training_job("nope").await.expect("job"), None);
     }
 

@@ -4,10 +4,22 @@
 use chrono::Utc;
 use rusqlite::{OptionalExtension, params};
 
+use crate::detect::models::ModelSource;
+
 use super::{
-    ModelRecord, Store, StoreError, TrainingJobRecord, from_json, parse_timestamp, timestamp_text,
-    to_json,
+    ModelRecord, Store, StoreError, TrainingJobRecord, from_json, parse_column, parse_timestamp,
+    timestamp_text, to_json,
 };
+
+/// A stored model's source. The store is ours, but a row edited by hand or written by a newer
+/// version must not take the model down with it: the source is only a label, so an unknown one
+/// is shown as `file` (with a warning).
+fn model_source(service: &str, text: &str) -> ModelSource {
+    text.parse().unwrap_or_else(|error| {
+        tracing::warn!(service, %error, "Model recorded with an unknown source; shown as file.");
+        ModelSource::File
+    })
+}
 
 impl Store {
     /// Records a service's current model, replacing the previous record.
@@ -26,7 +38,7 @@ impl Store {
                     i64::try_from(record.training_samples).unwrap_or(i64::MAX),
                     timestamp_text(&record.trained_at),
                     record.threshold,
-                    record.source,
+                    record.source.as_str(),
                     record.job_id,
                 ],
             )?;
@@ -47,14 +59,15 @@ impl Store {
                 let features: String = row.get(2)?;
                 let samples: i64 = row.get(3)?;
                 let trained_at: String = row.get(4)?;
+                let service: String = row.get(0)?;
                 records.push(ModelRecord {
-                    service: row.get(0)?,
+                    source: model_source(&service, &row.get::<_, String>(6)?),
+                    service,
                     path: row.get(1)?,
                     feature_names: from_json("models.feature_names", &features)?,
                     training_samples: u64::try_from(samples).unwrap_or(0),
                     trained_at: parse_timestamp(&trained_at)?,
                     threshold: row.get(5)?,
-                    source: row.get(6)?,
                     job_id: row.get(7)?,
                 });
             }
@@ -72,7 +85,7 @@ impl Store {
                  finished_at = excluded.finished_at, detail = excluded.detail",
                 params![
                     record.job_id,
-                    record.status,
+                    record.status.as_str(),
                     timestamp_text(&record.created_at),
                     record.started_at.as_ref().map(timestamp_text),
                     record.finished_at.as_ref().map(timestamp_text),
@@ -101,7 +114,7 @@ impl Store {
                         let detail: String = row.get(5)?;
                         Ok((
                             row.get::<_, String>(0)?,
-                            row.get::<_, String>(1)?,
+                            parse_column(&row.get::<_, String>(1)?)?,
                             parse_timestamp(&created)?,
                             started.as_deref().map(parse_timestamp).transpose()?,
                             finished.as_deref().map(parse_timestamp).transpose()?,

@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::detect::DetectorKind;
 use crate::detect::baseline::Reason;
+use crate::detect::models::ModelSource;
 use crate::detect::rules::RuleViolation;
+use crate::parse::FormatType;
 
 /// A stored anomaly: the contract's `AnomalyRecord` plus `id`, `detector`, `violations` and
 /// `reasons`.
@@ -70,7 +72,7 @@ pub struct FeedbackRecord {
     pub id: i64,
     pub service: String,
     pub source: String,
-    pub format_type: String,
+    pub format_type: FormatType,
     pub raw_log: String,
     pub custom_config: Option<Value>,
     pub is_anomaly: bool,
@@ -86,15 +88,53 @@ pub struct ModelRecord {
     pub training_samples: u64,
     pub trained_at: DateTime<Utc>,
     pub threshold: f64,
-    pub source: String,
+    pub source: ModelSource,
     pub job_id: Option<String>,
+}
+
+/// Where a training job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    /// The stored and shown name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A job status none of [`JobStatus`]'s names.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown training job status {0:?}")]
+pub struct UnknownJobStatus(String);
+
+impl std::str::FromStr for JobStatus {
+    type Err = UnknownJobStatus;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == name)
+            .ok_or_else(|| UnknownJobStatus(name.to_owned()))
+    }
 }
 
 /// A training job's state, as GET /api/v1/train/{job_id} shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingJobRecord {
     pub job_id: String,
-    pub status: String,
+    pub status: JobStatus,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
