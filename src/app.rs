@@ -15,11 +15,11 @@ use crate::api;
 use crate::api::body::BodyLimit;
 use crate::detect::Detector;
 use crate::ingest::IngestService;
-use crate::learn::{Learner, LearnerConfig};
+use crate::learn::Learner;
 use crate::parse::Parser;
 use crate::pipeline::{Counters, Pipeline, PipelineLimits};
-use crate::settings::{Settings, StoreSync};
-use crate::store::{Store, StoreOptions, Synchronous};
+use crate::settings::Settings;
+use crate::store::Store;
 
 /// What every handler can reach; each field is a cheap handle.
 #[derive(Debug, Clone)]
@@ -62,15 +62,8 @@ impl App {
                 "FEEDBACK_STORE_PATH is ignored: feedback is stored in the database in DATA_DIR."
             );
         }
-        let store_options = StoreOptions {
-            max_recent_anomalies: settings.max_recent_anomalies,
-            synchronous: match settings.store_synchronous {
-                StoreSync::Full => Synchronous::Full,
-                StoreSync::Normal => Synchronous::Normal,
-            },
-        };
         let database = settings.database_path();
-        let store = Store::open(&database, store_options)
+        let store = Store::open(&database, settings.store_options())
             .with_context(|| format!("opening the database {}", database.display()))?;
         let abandoned = store
             .fail_unfinished_jobs("the service stopped before the job finished")
@@ -88,7 +81,7 @@ impl App {
             settings.anomaly_threshold,
         ));
         let learner = Arc::new(Learner::new(
-            LearnerConfig::from_settings(&settings),
+            settings.learner_config(),
             Arc::clone(&parser),
             Arc::clone(&detector),
             store.clone(),
@@ -111,7 +104,7 @@ impl App {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {address} (API_HOST, API_PORT)"))?;
-        let alerts = AlertSystem::start(&settings, store.clone())
+        let alerts = AlertSystem::start(settings.alert_config(), store.clone())
             .await
             .context("starting the alert channels")?;
         let mut background = Vec::new();

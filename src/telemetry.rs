@@ -5,7 +5,14 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::settings::LogFormat;
+/// `LOG_FORMAT`: how tracing output looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Plain text on a terminal, JSON otherwise.
+    Auto,
+    Json,
+    Text,
+}
 
 /// Installs the global subscriber. Later calls (several tests in one process) are ignored.
 pub fn init<W>(default_filter: &str, format: LogFormat, writer: W)

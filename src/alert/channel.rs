@@ -5,13 +5,44 @@
 //! or Alertmanager's. Each variant holds its own target; [`Channel::body`] renders the vendor's
 //! JSON from one [`Notification`], and `worker` does the HTTP and the retries for all of them.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::alert::lifecycle::{AlertRecord, AlertState, RateContext, Transition, TransitionKind};
 use crate::rfc3339;
-use crate::settings::{Secret, Settings, WebhookFormat};
+
+/// A value that must never reach a log line, an error or an API response (webhook URLs, routing keys).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `GENERIC_WEBHOOK_FORMAT`: the body the generic webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The original's `{"alert_type","message","details"}` plus `status` and `fingerprint`.
+    Native,
+    /// Alertmanager's webhook JSON, version 4.
+    Alertmanager,
+}
 
 /// Who sends: PagerDuty's `client`, Alertmanager's `receiver`, Slack's context line.
 pub const SENDER: &str = "aioops-mcp-iforest";
@@ -174,27 +205,6 @@ pub enum Channel {
 }
 
 impl Channel {
-    /// Console, then every channel the settings configure.
-    pub fn from_settings(settings: &Settings) -> Vec<Channel> {
-        let mut channels = vec![Channel::Console];
-        if let Some(url) = &settings.slack_webhook_url {
-            channels.push(Channel::Slack { url: url.clone() });
-        }
-        if let Some(routing_key) = &settings.pagerduty_routing_key {
-            channels.push(Channel::PagerDuty {
-                url: settings.pagerduty_events_url.clone(),
-                routing_key: routing_key.clone(),
-            });
-        }
-        if let Some(url) = &settings.generic_webhook_url {
-            channels.push(Channel::Webhook {
-                url: url.clone(),
-                format: settings.generic_webhook_format,
-            });
-        }
-        channels
-    }
-
     /// The name stored with each delivery and shown by the API.
     pub fn name(&self) -> &'static str {
         match self {

@@ -38,7 +38,7 @@ use crate::alert::lifecycle::{
 };
 use crate::alert::retry::RetryPolicy;
 use crate::alert::worker::{ChannelCounters, Worker};
-use crate::settings::Settings;
+use crate::detect::rate::RateRules;
 use crate::store::{
     AlertFilter, AlertRow, DeliveryRecord, DeliveryStatus, OutboxChannel, OutboxEntry, Store,
     StoreError,
@@ -60,6 +60,23 @@ struct AlertCounters {
     resolved: AtomicU64,
     store_errors: AtomicU64,
     lost: AtomicU64,
+}
+
+/// What alerting needs from the settings (`Settings::alert_config`).
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// Per service: how many anomalies in what window page, and the traffic test.
+    pub rules: RateRules,
+    pub limits: TrackerLimits,
+    /// Console first, then every configured channel.
+    pub channels: Vec<Channel>,
+    /// Per HTTP request to a receiver (`ALERT_TIMEOUT_SECONDS`).
+    pub timeout: Duration,
+    /// Undelivered notifications kept per channel (`ALERT_QUEUE_CAPACITY`).
+    pub queue_capacity: usize,
+    pub retry: RetryPolicy,
+    /// How long shutdown waits for the queues to drain.
+    pub shutdown_timeout: Duration,
 }
 
 /// Filters of GET /api/v1/alerts.
@@ -145,17 +162,9 @@ impl AlertSystem {
     ///
     /// # Errors
     /// The database cannot be read, or the HTTP client cannot be built.
-    pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Self> {
+    pub async fn start(config: AlertConfig, store: Store) -> anyhow::Result<Self> {
         let next_id = store.max_alert_id().await.context("reading alerts")? + 1;
-        let mut tracker = Tracker::new(
-            settings.complex_alert_rules.clone(),
-            TrackerLimits {
-                repeat_interval: settings.alert_repeat_interval,
-                max_services: settings.alert_max_services,
-                max_lateness: settings.alert_max_lateness,
-            },
-            next_id,
-        );
+        let mut tracker = Tracker::new(config.rules, config.limits, next_id);
         let now = Utc::now();
         let firing: Vec<AlertRecord> = store
             .firing_alerts()
@@ -171,21 +180,16 @@ impl AlertSystem {
             tracker.restore(alert, now);
         }
         let client = reqwest::Client::builder()
-            .timeout(settings.alert_timeout)
-            .connect_timeout(settings.alert_timeout)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
             // A webhook that redirects is misconfigured; following it would re-send the body
             // somewhere nobody configured.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("aioops-mcp-iforest/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the alert HTTP client")?;
-        let policy = RetryPolicy {
-            initial: settings.alert_retry_initial,
-            max: settings.alert_retry_max,
-            max_attempts: settings.alert_max_attempts,
-        };
         let (draining, _) = watch::channel(false);
-        let all = Channel::from_settings(settings);
+        let all = config.channels;
         let channel_names: Vec<&'static str> = all.iter().map(Channel::name).collect();
         let abandoned = store
             .abandon_unconfigured_deliveries(channel_names.clone())
@@ -209,7 +213,7 @@ impl AlertSystem {
                 channel: Arc::new(channel),
                 store: store.clone(),
                 client: client.clone(),
-                policy,
+                policy: config.retry,
                 wake: Arc::new(Notify::new()),
                 counters: Arc::new(ChannelCounters::default()),
             };
@@ -226,13 +230,13 @@ impl AlertSystem {
                 store,
                 channel_names,
                 channels,
-                queue_capacity: settings.alert_queue_capacity,
+                queue_capacity: config.queue_capacity,
                 counters: AlertCounters::default(),
                 store_tasks: Arc::new(Semaphore::new(MAX_STORE_TASKS as usize)),
                 draining,
                 workers: Mutex::new(workers),
                 ticker: Mutex::new(None),
-                shutdown_timeout: settings.alert_shutdown_timeout,
+                shutdown_timeout: config.shutdown_timeout,
             }),
         };
         let ticking = system.clone();

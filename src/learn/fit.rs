@@ -12,9 +12,8 @@ use super::dataset::{build_training_set, matrix_of};
 use super::{LearnError, Learner, ServiceReport};
 use crate::detect::baseline::{Baseline, Sample, sample_of};
 use crate::detect::models::{ModelSource, ServiceModel};
-use crate::forest::{Contamination, IsolationForest, MaxSamples, ModelArtifact};
+use crate::forest::{IsolationForest, MaxSamples, ModelArtifact};
 use crate::parse::RawLog;
-use crate::settings::ContaminationSetting;
 use crate::store::FeedbackRecord;
 
 impl Learner {
@@ -56,14 +55,10 @@ impl Learner {
         } else {
             set.matrix.clone()
         };
-        let contamination = match self.config.contamination {
-            ContaminationSetting::Auto => Contamination::Auto,
-            ContaminationSetting::Fraction(f) => Contamination::Fraction(f),
-        };
         let forest = IsolationForest::params()
             .n_estimators(self.config.n_estimators)
             .max_samples(MaxSamples::Auto)
-            .contamination(contamination)
+            .contamination(self.config.contamination)
             .seed(self.config.seed)
             .check()?
             .fit(&matrix)?;

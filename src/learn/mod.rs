@@ -37,13 +37,12 @@ use serde::Serialize;
 use crate::detect::baseline::{Sample, sample_of};
 use crate::detect::models::ModelSource;
 use crate::detect::{Detector, DetectorKind};
-use crate::forest::{ForestError, ModelFileError};
+use crate::forest::{Contamination, ForestError, ModelFileError};
 use crate::learn::dataset::DatasetError;
 use crate::learn::fit::raw_log_of;
 use crate::learn::reservoir::Reservoir;
 use crate::parse::Parser;
 use crate::pipeline::JudgedLog;
-use crate::settings::{ContaminationSetting, Settings};
 use crate::store::{FeedbackRecord, Store, StoreError};
 use crate::sync::lock;
 use crate::telemetry::spawn_blocking_in_span;
@@ -54,33 +53,18 @@ const FLAGGED_SAMPLE_EVERY: u64 = 10;
 /// Training samples from which a model's flags are trusted to down-weight logs in the sample.
 const MATURE_MODEL_SAMPLES: u64 = 400;
 
-/// What the learning loop needs from the settings.
+/// What the learning loop needs from the settings (`Settings::learner_config`).
 #[derive(Debug, Clone)]
 pub struct LearnerConfig {
     pub min_train_samples: usize,
     pub n_estimators: usize,
-    pub contamination: ContaminationSetting,
+    pub contamination: Contamination,
     pub seed: u64,
     pub reservoir_size: usize,
     pub max_tracked_services: usize,
     pub models_dir: PathBuf,
     /// The share of normal logs a service's baseline may flag (`FALSE_ALARM_BUDGET`).
     pub false_alarm_budget: f64,
-}
-
-impl LearnerConfig {
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self {
-            min_train_samples: settings.min_train_samples,
-            n_estimators: settings.n_estimators,
-            contamination: settings.model_contamination,
-            seed: settings.model_random_state,
-            reservoir_size: settings.reservoir_size,
-            max_tracked_services: settings.max_tracked_services,
-            models_dir: settings.models_dir(),
-            false_alarm_budget: settings.false_alarm_budget,
-        }
-    }
 }
 
 /// Why a service's model could not be fitted, saved or loaded.

@@ -42,6 +42,10 @@ pub use records::{
 use crate::store::anomalies::GroupCommit;
 use crate::sync::lock;
 
+/// The default `MAX_RECENT_ANOMALIES`: SQLite keeps 100,000 records (~100 MB at 1 KB each) with
+/// indexed queries in milliseconds; the original's 500 was the limit of rewriting one JSON file.
+pub const DEFAULT_MAX_RECENT_ANOMALIES: usize = 100_000;
+
 /// How long a write waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The health probe must answer quickly even when the database is locked.
@@ -67,7 +71,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            max_recent_anomalies: crate::settings::DEFAULT_MAX_RECENT_ANOMALIES,
+            max_recent_anomalies: DEFAULT_MAX_RECENT_ANOMALIES,
             synchronous: Synchronous::Full,
         }
     }

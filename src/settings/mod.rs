@@ -2,73 +2,32 @@
 //!
 //! Every variable is parsed into the type the service uses (durations, URLs, rule tables). A bad value
 //! never falls back to a default: start-up stops with one message naming every bad variable.
+//!
+//! Each area takes its own settings, built here, never the whole [`Settings`]: the store its
+//! [`StoreOptions`], the learning loop its [`LearnerConfig`], alerting its [`AlertConfig`],
+//! telemetry its [`LogFormat`]. Only the application (`app.rs`) and the HTTP layer see `Settings`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+mod reader;
+
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
-
+use self::reader::{BUDGET, PROBABILITY, RATIO, Reader, SHARE};
+use crate::alert::AlertConfig;
+use crate::alert::channel::Channel;
+pub use crate::alert::channel::{Secret, WebhookFormat};
+use crate::alert::lifecycle::TrackerLimits;
+use crate::alert::retry::RetryPolicy;
 use crate::detect::baseline::DEFAULT_FALSE_ALARM_BUDGET;
-use crate::detect::rate::{PartialRateRule, RateRules, VolumeTest};
-use crate::detect::rules::{RuleSet, Thresholds};
-
-/// A value that must never reach a log line, an error or an API response (webhook URLs, routing keys).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// `MODEL_CONTAMINATION`: scikit-learn's "auto" or the expected share of outliers in (0, 0.5].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ContaminationSetting {
-    Auto,
-    Fraction(f64),
-}
-
-/// How SQLite syncs commits (`STORE_SYNCHRONOUS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreSync {
-    /// fsync every commit: a 200 survives a power cut.
-    Full,
-    /// WAL's NORMAL: a 200 survives a process crash, the last commits may not survive a power cut.
-    Normal,
-}
-
-/// `GENERIC_WEBHOOK_FORMAT`: the body the generic webhook receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookFormat {
-    /// The original's `{"alert_type","message","details"}` plus `status` and `fingerprint`.
-    Native,
-    /// Alertmanager's webhook JSON, version 4.
-    Alertmanager,
-}
-
-/// `LOG_FORMAT`: how tracing output looks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Plain text on a terminal, JSON otherwise.
-    Auto,
-    Json,
-    Text,
-}
+use crate::detect::rate::{RateRules, VolumeTest};
+use crate::detect::rules::RuleSet;
+use crate::forest::Contamination;
+use crate::learn::LearnerConfig;
+pub use crate::store::DEFAULT_MAX_RECENT_ANOMALIES;
+use crate::store::{StoreOptions, Synchronous};
+pub use crate::telemetry::LogFormat;
 
 /// Every setting of the service, typed.
 #[derive(Debug, Clone)]
@@ -79,7 +38,7 @@ pub struct Settings {
     pub api_workers: Option<usize>,
     pub data_dir: PathBuf,
     pub model_path: Option<PathBuf>,
-    pub model_contamination: ContaminationSetting,
+    pub model_contamination: Contamination,
     pub model_random_state: u64,
     pub min_train_samples: usize,
     pub n_estimators: usize,
@@ -124,7 +83,7 @@ pub struct Settings {
     pub max_tracked_services: usize,
     pub reservoir_size: usize,
     pub regex_cache_size: usize,
-    pub store_synchronous: StoreSync,
+    pub store_synchronous: Synchronous,
 }
 
 /// Start-up refused: every bad variable, one line each.
@@ -133,10 +92,6 @@ pub struct Settings {
 pub struct SettingsError {
     pub problems: Vec<String>,
 }
-
-/// The default `MAX_RECENT_ANOMALIES`: SQLite keeps 100,000 records (~100 MB at 1 KB each) with
-/// indexed queries in milliseconds; the original's 500 was the limit of rewriting one JSON file.
-pub const DEFAULT_MAX_RECENT_ANOMALIES: usize = 100_000;
 
 impl Settings {
     /// Reads `.env` in the working directory (if any), then the process environment, which wins.
@@ -206,12 +161,12 @@ impl Settings {
             ),
             alert_conditions: r.alert_conditions("ALERT_CONDITIONS"),
             complex_alert_rules: r.complex_alert_rules("COMPLEX_ALERT_RULES", volume),
-            slack_webhook_url: r.url("SLACK_WEBHOOK_URL").map(Secret),
+            slack_webhook_url: r.url("SLACK_WEBHOOK_URL").map(Secret::new),
             pagerduty_routing_key: r.text("PAGERDUTY_ROUTING_KEY").map(Secret::new),
             pagerduty_events_url: r
                 .url("PAGERDUTY_EVENTS_URL")
                 .unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".to_owned()),
-            generic_webhook_url: r.url("GENERIC_WEBHOOK_URL").map(Secret),
+            generic_webhook_url: r.url("GENERIC_WEBHOOK_URL").map(Secret::new),
             generic_webhook_format: r.choice(
                 "GENERIC_WEBHOOK_FORMAT",
                 WebhookFormat::Native,
@@ -263,8 +218,8 @@ impl Settings {
             regex_cache_size: r.ranged("REGEX_CACHE_SIZE", 256, 1, 100_000),
             store_synchronous: r.choice(
                 "STORE_SYNCHRONOUS",
-                StoreSync::Full,
-                &[("full", StoreSync::Full), ("normal", StoreSync::Normal)],
+                Synchronous::Full,
+                &[("full", Synchronous::Full), ("normal", Synchronous::Normal)],
             ),
         };
         if settings.alert_retry_max < settings.alert_retry_initial {
@@ -292,323 +247,67 @@ impl Settings {
     pub fn models_dir(&self) -> PathBuf {
         self.data_dir.join("models")
     }
-}
 
-/// Reads variables and collects every problem instead of stopping at the first.
-struct Reader<'a> {
-    vars: &'a HashMap<String, String>,
-    problems: Vec<String>,
-}
-
-impl Reader<'_> {
-    /// The trimmed value, `None` when unset or empty (an empty variable means "use the default").
-    fn text(&self, name: &str) -> Option<&str> {
-        self.vars
-            .get(name)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn problem(&mut self, name: &str, raw: &str, why: impl fmt::Display) {
-        self.problems.push(format!("{name}={raw:?}: {why}"));
-    }
-
-    fn parsed<T: std::str::FromStr>(&mut self, name: &str, default: T) -> T
-    where
-        T::Err: fmt::Display,
-    {
-        let Some(raw) = self.text(name) else {
-            return default;
-        };
-        match raw.parse() {
-            Ok(value) => value,
-            Err(error) => {
-                let raw = raw.to_owned();
-                self.problem(name, &raw, error);
-                default
-            }
+    /// What the store needs.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_recent_anomalies: self.max_recent_anomalies,
+            synchronous: self.store_synchronous,
         }
     }
 
-    fn ranged(&mut self, name: &str, default: usize, min: usize, max: usize) -> usize {
-        let Some(raw) = self.text(name).map(str::to_owned) else {
-            return default;
-        };
-        match raw.parse::<usize>() {
-            Ok(value) if (min..=max).contains(&value) => value,
-            Ok(_) | Err(_) => {
-                self.problem(
-                    name,
-                    &raw,
-                    format!("expected a whole number from {min} to {max}"),
-                );
-                default
-            }
+    /// What the learning loop needs.
+    pub fn learner_config(&self) -> LearnerConfig {
+        LearnerConfig {
+            min_train_samples: self.min_train_samples,
+            n_estimators: self.n_estimators,
+            contamination: self.model_contamination,
+            seed: self.model_random_state,
+            reservoir_size: self.reservoir_size,
+            max_tracked_services: self.max_tracked_services,
+            models_dir: self.models_dir(),
+            false_alarm_budget: self.false_alarm_budget,
         }
     }
 
-    fn optional_positive(&mut self, name: &str) -> Option<usize> {
-        self.text(name)?;
-        Some(self.ranged(name, 1, 1, 1024))
-    }
-
-    fn seconds(&mut self, name: &str, default: u64, min: u64) -> Duration {
-        let Some(raw) = self.text(name).map(str::to_owned) else {
-            return Duration::from_secs(default);
-        };
-        match raw.parse::<f64>() {
-            Ok(value) if value.is_finite() && value >= min as f64 && value <= 1e9 => {
-                Duration::from_secs_f64(value)
-            }
-            _ => {
-                self.problem(name, &raw, format!("expected a number of seconds >= {min}"));
-                Duration::from_secs(default)
-            }
+    /// What alerting needs: the rate rules, the tracker's limits, the channels (console first,
+    /// then every one configured) and delivery.
+    pub fn alert_config(&self) -> AlertConfig {
+        let mut channels = vec![Channel::Console];
+        if let Some(url) = &self.slack_webhook_url {
+            channels.push(Channel::Slack { url: url.clone() });
         }
-    }
-
-    /// A positive number of seconds, fractions allowed (tests use milliseconds).
-    fn positive_seconds(&mut self, name: &str, default: f64) -> Duration {
-        let Some(raw) = self.text(name).map(str::to_owned) else {
-            return Duration::from_secs_f64(default);
-        };
-        match raw.parse::<f64>() {
-            Ok(value) if (0.001..=1e7).contains(&value) => Duration::from_secs_f64(value),
-            _ => {
-                self.problem(
-                    name,
-                    &raw,
-                    "expected a number of seconds from 0.001 to 10000000",
-                );
-                Duration::from_secs_f64(default)
-            }
+        if let Some(routing_key) = &self.pagerduty_routing_key {
+            channels.push(Channel::PagerDuty {
+                url: self.pagerduty_events_url.clone(),
+                routing_key: routing_key.clone(),
+            });
         }
-    }
-
-    fn finite(&mut self, name: &str, default: f64) -> f64 {
-        let Some(raw) = self.text(name).map(str::to_owned) else {
-            return default;
-        };
-        match raw.parse::<f64>() {
-            Ok(value) if value.is_finite() => value,
-            _ => {
-                self.problem(name, &raw, "expected a finite number");
-                default
-            }
+        if let Some(url) = &self.generic_webhook_url {
+            channels.push(Channel::Webhook {
+                url: url.clone(),
+                format: self.generic_webhook_format,
+            });
         }
-    }
-
-    fn choice<T: Copy>(&mut self, name: &str, default: T, options: &[(&str, T)]) -> T {
-        let Some(raw) = self.text(name).map(str::to_owned) else {
-            return default;
-        };
-        if let Some((_, value)) = options
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(&raw))
-        {
-            return *value;
+        AlertConfig {
+            rules: self.complex_alert_rules.clone(),
+            limits: TrackerLimits {
+                repeat_interval: self.alert_repeat_interval,
+                max_services: self.alert_max_services,
+                max_lateness: self.alert_max_lateness,
+            },
+            channels,
+            timeout: self.alert_timeout,
+            queue_capacity: self.alert_queue_capacity,
+            retry: RetryPolicy {
+                initial: self.alert_retry_initial,
+                max: self.alert_retry_max,
+                max_attempts: self.alert_max_attempts,
+            },
+            shutdown_timeout: self.alert_shutdown_timeout,
         }
-        let names: Vec<_> = options.iter().map(|(key, _)| *key).collect();
-        self.problem(name, &raw, format!("expected one of {}", names.join(", ")));
-        default
-    }
-
-    fn log_level(&mut self, name: &str) -> String {
-        let Some(raw) = self.text(name).map(str::to_owned) else {
-            return "info".to_owned();
-        };
-        let level = raw.to_ascii_lowercase();
-        // Python's logging names map onto tracing's: WARNING -> warn, CRITICAL -> error.
-        let level = match level.as_str() {
-            "warning" => "warn".to_owned(),
-            "critical" | "fatal" => "error".to_owned(),
-            other => other.to_owned(),
-        };
-        if ["trace", "debug", "info", "warn", "error", "off"].contains(&level.as_str()) {
-            level
-        } else {
-            self.problem(
-                name,
-                &raw,
-                "expected one of trace, debug, info, warn (warning), error (critical), off",
-            );
-            "info".to_owned()
-        }
-    }
-
-    /// A number that `range` accepts, else a problem naming what it expects.
-    fn number_in(&mut self, name: &str, default: f64, range: NumberRange) -> f64 {
-        let Some(raw) = self.text(name).map(str::to_owned) else {
-            return default;
-        };
-        match raw.parse::<f64>() {
-            Ok(value) if (range.accepts)(value) => value,
-            _ => {
-                self.problem(name, &raw, range.expected);
-                default
-            }
-        }
-    }
-
-    fn contamination(&mut self, name: &str) -> ContaminationSetting {
-        let Some(raw) = self.text(name).map(str::to_owned) else {
-            return ContaminationSetting::Fraction(0.05);
-        };
-        if raw.eq_ignore_ascii_case("auto") {
-            return ContaminationSetting::Auto;
-        }
-        match raw.parse::<f64>() {
-            Ok(value) if value > 0.0 && value <= 0.5 => ContaminationSetting::Fraction(value),
-            _ => {
-                self.problem(name, &raw, "expected \"auto\" or a fraction in (0, 0.5]");
-                ContaminationSetting::Fraction(0.05)
-            }
-        }
-    }
-
-    fn url(&mut self, name: &str) -> Option<String> {
-        let raw = self.text(name)?.to_owned();
-        match reqwest::Url::parse(&raw) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                Some(raw)
-            }
-            // The URL is a secret: name the variable, never echo the value.
-            _ => {
-                self.problems.push(format!(
-                    "{name}: expected an http:// or https:// URL (value not shown)"
-                ));
-                None
-            }
-        }
-    }
-
-    fn json_object(&mut self, name: &str) -> Option<serde_json::Map<String, Value>> {
-        let raw = self.text(name)?.to_owned();
-        match serde_json::from_str::<Value>(&raw) {
-            Ok(Value::Object(map)) => Some(map),
-            Ok(_) => {
-                self.problem(name, &raw, "expected a JSON object");
-                None
-            }
-            Err(error) => {
-                self.problem(name, &raw, format!("invalid JSON: {error}"));
-                None
-            }
-        }
-    }
-
-    fn alert_conditions(&mut self, name: &str) -> RuleSet {
-        let Some(map) = self.json_object(name) else {
-            return RuleSet::default();
-        };
-        let mut user = BTreeMap::new();
-        for (service, rules) in map {
-            let Value::Object(rules) = rules else {
-                self.problems.push(format!(
-                    "{name}: rules of {service:?} must be an object of feature: threshold"
-                ));
-                continue;
-            };
-            let mut thresholds = Thresholds::new();
-            for (feature, threshold) in rules {
-                match threshold.as_f64().filter(|t| t.is_finite()) {
-                    Some(t) => {
-                        thresholds.insert(feature, t);
-                    }
-                    None => self.problems.push(format!(
-                        "{name}: threshold of {service}.{feature} must be a number, got {threshold}"
-                    )),
-                }
-            }
-            user.insert(service, thresholds);
-        }
-        RuleSet::with_user_rules(user)
-    }
-
-    fn complex_alert_rules(&mut self, name: &str, volume: VolumeTest) -> RateRules {
-        let Some(map) = self.json_object(name) else {
-            return RateRules::with_user_rules(BTreeMap::new(), volume);
-        };
-        let mut user = BTreeMap::new();
-        for (service, rule) in map {
-            let Value::Object(rule) = rule else {
-                self.problems.push(format!(
-                    "{name}: rule of {service:?} must be an object with count and window_seconds"
-                ));
-                continue;
-            };
-            let mut partial = PartialRateRule::default();
-            for (key, value) in rule {
-                match key.as_str() {
-                    "count" => match value.as_u64().filter(|c| (1..=1_000_000).contains(c)) {
-                        Some(count) => partial.count = u32::try_from(count).ok(),
-                        None => self.problems.push(format!(
-                            "{name}: {service}.count must be a whole number from 1 to 1000000, got {value}"
-                        )),
-                    },
-                    "window_seconds" => {
-                        match value.as_f64().filter(|s| s.is_finite() && *s > 0.0 && *s <= 1e7) {
-                            Some(seconds) => partial.window = Some(Duration::from_secs_f64(seconds)),
-                            None => self.problems.push(format!(
-                                "{name}: {service}.window_seconds must be a positive number of seconds, got {value}"
-                            )),
-                        }
-                    }
-                    "pure_count" => match value.as_bool() {
-                        Some(pure) => partial.pure_count = Some(pure),
-                        None => self.problems.push(format!(
-                            "{name}: {service}.pure_count must be true or false, got {value}"
-                        )),
-                    },
-                    key @ ("max_probability" | "min_ratio" | "rule_share") => {
-                        let (range, slot) = match key {
-                            "max_probability" => (PROBABILITY, &mut partial.max_probability),
-                            "min_ratio" => (RATIO, &mut partial.min_ratio),
-                            _ => (SHARE, &mut partial.rule_share),
-                        };
-                        match value.as_f64().filter(|v| (range.accepts)(*v)) {
-                            Some(number) => *slot = Some(number),
-                            None => self.problems.push(format!(
-                                "{name}: {service}.{key}: {}, got {value}",
-                                range.expected
-                            )),
-                        }
-                    }
-                    other => self.problems.push(format!(
-                        "{name}: {service} has unknown key {other:?} (expected count, window_seconds, \
-                         pure_count, max_probability, min_ratio, rule_share)"
-                    )),
-                }
-            }
-            user.insert(service, partial);
-        }
-        RateRules::with_user_rules(user, volume)
     }
 }
-
-/// What a numeric setting accepts, and the words that say so when it does not.
-#[derive(Clone, Copy)]
-struct NumberRange {
-    accepts: fn(f64) -> bool,
-    expected: &'static str,
-}
-
-const BUDGET: NumberRange = NumberRange {
-    accepts: |v| v > 0.0 && v <= 0.1,
-    expected: "expected a share of normal logs in (0, 0.1], e.g. 0.001",
-};
-const PROBABILITY: NumberRange = NumberRange {
-    accepts: |v| v > 0.0 && v <= 1.0,
-    expected: "expected a probability in (0, 1], e.g. 0.001",
-};
-const RATIO: NumberRange = NumberRange {
-    accepts: |v| (1.0..=1e6).contains(&v),
-    expected: "expected a ratio from 1 to 1000000, e.g. 2",
-};
-const SHARE: NumberRange = NumberRange {
-    accepts: |v| (0.0..=1.0).contains(&v),
-    expected: "expected a share of logs from 0 to 1, e.g. 0.001",
-};
 
 #[cfg(test)]
 mod tests {
@@ -625,10 +324,7 @@ mod tests {
     fn defaults_match_the_contract() {
         let settings = Settings::from_vars(&HashMap::new()).expect("defaults are valid");
         assert_eq!(settings.api_port, 8000);
-        assert_eq!(
-            settings.model_contamination,
-            ContaminationSetting::Fraction(0.05)
-        );
+        assert_eq!(settings.model_contamination, Contamination::Fraction(0.05));
         assert_eq!(settings.model_random_state, 42);
         assert_eq!(settings.min_train_samples, 50);
         assert_eq!(settings.n_estimators, 100);
