@@ -6,13 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::FromRef;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::alert::AlertSystem;
 use crate::api;
-use crate::api::body::BodyLimit;
+pub use crate::api::AppState;
 use crate::detect::Detector;
 use crate::ingest::IngestService;
 use crate::learn::Learner;
@@ -20,25 +19,6 @@ use crate::parse::Parser;
 use crate::pipeline::{Counters, Pipeline, PipelineLimits};
 use crate::settings::Settings;
 use crate::store::Store;
-
-/// What every handler can reach; each field is a cheap handle.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    /// The one way in for logs ([`IngestService`]); every front door goes through it.
-    pub ingest: IngestService,
-    pub pipeline: Pipeline,
-    pub detector: Arc<Detector>,
-    pub store: Store,
-    pub learner: Arc<Learner>,
-    pub alerts: AlertSystem,
-}
-
-impl FromRef<AppState> for BodyLimit {
-    fn from_ref(state: &AppState) -> Self {
-        BodyLimit(state.settings.max_body_bytes)
-    }
-}
 
 /// A built application, bound to its port, not yet serving.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::detect::baseline::Reason;
 use crate::detect::rules::RuleViolation;
-use crate::detect::{Detector, DetectorKind, Verdict};
+use crate::detect::{Detector, DetectorKind, JudgedLog};
 use crate::parse::{ParsedLog, Parser, RawLog};
 use crate::store::{AnomalyRecord, Store, StoreError};
 use crate::telemetry::spawn_blocking_in_span;
@@ -67,14 +67,6 @@ pub struct Pipeline {
     pub store: Store,
     pub counters: Arc<Counters>,
     pub limits: PipelineLimits,
-}
-
-/// A log that was judged, kept for storage and learning.
-#[derive(Debug)]
-pub struct JudgedLog {
-    pub raw: RawLog,
-    pub parsed: ParsedLog,
-    pub verdict: Verdict,
 }
 
 impl Pipeline {

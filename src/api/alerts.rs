@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use crate::alert::lifecycle::AlertState;
 use crate::alert::{AlertQuery, StoredAlert};
+use crate::api::AppState;
 use crate::api::anomalies::query_error;
 use crate::api::error::ApiError;
-use crate::app::AppState;
 
 /// The most alerts one GET returns.
 pub const MAX_LIMIT: usize = 1000;

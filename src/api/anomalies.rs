@@ -8,8 +8,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::api::AppState;
 use crate::api::error::{ApiError, FieldError};
-use crate::app::AppState;
 use crate::detect::DetectorKind;
 use crate::store::{AnomalyOrder, AnomalyQuery, AnomalyRecord};
 

@@ -10,9 +10,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::AppState;
 use crate::api::body::{Checker, JsonBody, body_loc, child};
 use crate::api::error::{ApiError, FieldError};
-use crate::app::AppState;
 use crate::parse::RawLog;
 use crate::store::FeedbackRecord;
 

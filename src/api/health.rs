@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::api::AppState;
 
 const HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 

@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::api::AppState;
 use crate::api::body::{Checker, JsonBody, body_loc};
 use crate::api::error::ApiError;
-use crate::app::AppState;
 use crate::parse::RawLog;
 use crate::pipeline::LogResult;
 

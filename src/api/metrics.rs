@@ -8,8 +8,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/metrics", get(metrics))

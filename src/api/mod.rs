@@ -8,7 +8,10 @@ pub mod feedback;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+mod state;
 pub mod training;
+
+pub use state::AppState;
 
 use std::any::Any;
 use std::time::Duration;
@@ -22,8 +25,6 @@ use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
-
-use crate::app::AppState;
 
 /// Every route, with tracing, a request timeout and a panic guard around them.
 pub fn router(state: AppState) -> Router {

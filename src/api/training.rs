@@ -7,9 +7,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::AppState;
 use crate::api::body::{Checker, JsonBody, body_loc};
 use crate::api::error::ApiError;
-use crate::app::AppState;
 use crate::learn::JobRefused;
 use crate::parse::RawLog;
 

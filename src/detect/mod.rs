@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::baseline::{Observation, Reason};
 use crate::detect::models::{ModelMap, ModelRegistry, ServiceModel};
 use crate::detect::rules::{DEFAULT_SERVICE_KEY, RuleSet, RuleViolation};
+use crate::parse::{ParsedLog, RawLog};
 
 /// Which detector flagged a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,6 +50,14 @@ pub struct Verdict {
     /// The share of normal logs the model that scored this log flags by design
     /// ([`ServiceModel::expected_flag_share`]); `None` when no model scored it.
     pub model_share: Option<f64>,
+}
+
+/// A log and its verdict: what the pipeline stores and the learning loop samples.
+#[derive(Debug)]
+pub struct JudgedLog {
+    pub raw: RawLog,
+    pub parsed: ParsedLog,
+    pub verdict: Verdict,
 }
 
 impl Verdict {

@@ -36,13 +36,12 @@ use serde::Serialize;
 
 use crate::detect::baseline::{Sample, sample_of};
 use crate::detect::models::ModelSource;
-use crate::detect::{Detector, DetectorKind};
+use crate::detect::{Detector, DetectorKind, JudgedLog};
 use crate::forest::{Contamination, ForestError, ModelFileError};
 use crate::learn::dataset::DatasetError;
 use crate::learn::fit::raw_log_of;
 use crate::learn::reservoir::Reservoir;
 use crate::parse::Parser;
-use crate::pipeline::JudgedLog;
 use crate::store::{FeedbackRecord, Store, StoreError};
 use crate::sync::lock;
 use crate::telemetry::spawn_blocking_in_span;

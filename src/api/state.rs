@@ -1,0 +1,33 @@
+//! What every handler can reach. The application (`crate::app`) builds it; handlers only read it.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::alert::AlertSystem;
+use crate::api::body::BodyLimit;
+use crate::detect::Detector;
+use crate::ingest::IngestService;
+use crate::learn::Learner;
+use crate::pipeline::Pipeline;
+use crate::settings::Settings;
+use crate::store::Store;
+
+/// What every handler can reach; each field is a cheap handle.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    /// The one way in for logs ([`IngestService`]); every front door goes through it.
+    pub ingest: IngestService,
+    pub pipeline: Pipeline,
+    pub detector: Arc<Detector>,
+    pub store: Store,
+    pub learner: Arc<Learner>,
+    pub alerts: AlertSystem,
+}
+
+impl FromRef<AppState> for BodyLimit {
+    fn from_ref(state: &AppState) -> Self {
+        BodyLimit(state.settings.max_body_bytes)
+    }
+}
