@@ -17,7 +17,9 @@
 
 pub mod channel;
 pub mod lifecycle;
+pub mod rate;
 pub mod retry;
+mod window;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -36,9 +38,9 @@ use crate::alert::channel::{Channel, Notification, log_to_console};
 use crate::alert::lifecycle::{
     AlertRecord, AlertState, JudgedEvent, Tracker, TrackerLimits, Transition, TransitionKind,
 };
+use crate::alert::rate::RateRules;
 use crate::alert::retry::RetryPolicy;
 use crate::alert::worker::{ChannelCounters, Worker};
-use crate::detect::rate::RateRules;
 use crate::store::{
     AlertFilter, AlertRow, DeliveryRecord, DeliveryStatus, OutboxChannel, OutboxEntry, Store,
     StoreError,

@@ -10,7 +10,6 @@
 
 pub mod baseline;
 pub mod models;
-pub mod rate;
 pub mod rules;
 pub mod stats;
 

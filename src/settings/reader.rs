@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::detect::rate::{PartialRateRule, RateRules, VolumeTest};
+use crate::alert::rate::{PartialRateRule, RateRules, VolumeTest};
 use crate::detect::rules::{RuleSet, Thresholds};
 use crate::forest::Contamination;
 

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::detect::rate::{VolumeTest, builtin_rate_rules};
+use crate::alert::rate::{VolumeTest, builtin_rate_rules};
 use crate::parse::{FormatType, RawLog};
 
 /// The `application` logs' pattern, exactly as the original simulator sent it (contract, "Log formats").
