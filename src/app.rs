@@ -14,9 +14,9 @@ use crate::api;
 pub use crate::api::AppState;
 use crate::detect::Detector;
 use crate::ingest::IngestService;
+use crate::ingest::{Counters, Pipeline, PipelineLimits};
 use crate::learn::Learner;
 use crate::parse::Parser;
-use crate::pipeline::{Counters, Pipeline, PipelineLimits};
 use crate::settings::Settings;
 use crate::store::Store;
 

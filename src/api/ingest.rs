@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use crate::api::AppState;
 use crate::api::body::{Checker, JsonBody, body_loc};
 use crate::api::error::ApiError;
+use crate::ingest::LogResult;
 use crate::parse::RawLog;
-use crate::pipeline::LogResult;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/stream/multi-source", post(ingest_logs))

@@ -8,8 +8,8 @@ use crate::alert::AlertSystem;
 use crate::api::body::BodyLimit;
 use crate::detect::Detector;
 use crate::ingest::IngestService;
+use crate::ingest::Pipeline;
 use crate::learn::Learner;
-use crate::pipeline::Pipeline;
 use crate::settings::Settings;
 use crate::store::Store;
 

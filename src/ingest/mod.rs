@@ -4,16 +4,18 @@
 //! ([`Learner`]) — so a log is judged the same way whichever door it came in by. It knows nothing
 //! of HTTP: its errors are [`IngestError`], which each front door maps to its own protocol.
 
+pub mod pipeline;
+
 use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::{Map, Value};
 
+pub use self::pipeline::{Counters, LogResult, Pipeline, PipelineLimits};
 use crate::alert::AlertSystem;
 use crate::alert::lifecycle::JudgedEvent;
 use crate::learn::Learner;
 use crate::parse::RawLog;
-use crate::pipeline::{LogResult, Pipeline};
 use crate::store::StoreError;
 
 /// Why a batch was not ingested. Nothing of a refused batch is stored, counted or learned.
