@@ -32,7 +32,7 @@
 //! Every judged log counts toward its service's traffic, in buckets of a twelfth of its window on
 //! the event clock (the log's time; a replay at full speed is counted in its own time, as its
 //! anomalies are). Reaching `count` pages only when the window's anomalies are also more than the
-//! traffic explains ([`VolumeTest`]): the expected count is the scoring models' false-alarm budget
+//! traffic explains ([`VolumeTest`](crate::alert::rate::VolumeTest)): the expected count is the scoring models' false-alarm budget
 //! over the logs they scored (or the share of logs they usually flag, if higher) plus the rules'
 //! usual share of the logs (`rule_share`, or the share usually seen, if higher). "Usually" is a
 //! decayed average over the service's last hour of traffic older than one window, held still
