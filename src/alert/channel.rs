@@ -420,7 +420,8 @@ pub fn alertmanager_body(notification: &Notification) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::lifecycle::{RULE_NAME, TopReason, fingerprint};
+    use crate::alert::lifecycle::{RULE_NAME, fingerprint};
+    use crate::alert::window::TopReason;
 
     fn instant(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)

@@ -55,11 +55,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::rate::RateRules;
+pub use crate::alert::window::RateContext;
 use crate::alert::window::{
     Entry, RateWindow, Traffic, bucket_of, bucket_width, densest, entry_cap, minus, reason_note,
     window_of,
 };
-pub use crate::alert::window::{RateContext, TopReason};
 use crate::detect::{DetectorKind, Verdict};
 
 /// The one rule this service alerts on (contract, "Detection semantics" 3).
@@ -568,6 +568,7 @@ impl Tracker {
     }
 
     /// Window entries held by `service` (tests check the memory bound).
+    #[cfg(test)]
     pub fn window_len(&self, service: &str) -> usize {
         self.services
             .get(service)

@@ -23,7 +23,6 @@ mod persist;
 pub mod reservoir;
 
 pub use jobs::JobRefused;
-pub use persist::model_file_name;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -57,17 +57,14 @@ impl<T: Clone> Reservoir<T> {
         }
     }
 
-    /// Offers one row that is already built.
+    /// Offers one row that is already built (the tests' shorthand for [`Self::offer_with`]).
+    #[cfg(test)]
     pub fn offer(&mut self, row: T) {
         self.offer_with(|| row);
     }
 
     pub fn len(&self) -> usize {
         self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     /// A copy of the rows for a fit; the count restarts so newer logs replace older ones.
