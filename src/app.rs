@@ -45,14 +45,22 @@ impl App {
         let database = settings.database_path();
         let store = Store::open(&database, settings.store_options())
             .with_context(|| format!("opening the database {}", database.display()))?;
-        let abandoned = store
-            .fail_unfinished_jobs("the service stopped before the job finished")
+        let settled = store
+            .settle_unfinished_jobs("the service stopped before the job finished")
             .await
             .context("reading the training jobs")?;
-        if abandoned > 0 {
+        if settled.failed > 0 {
             tracing::warn!(
-                abandoned,
-                "Training jobs interrupted by the last shutdown are marked failed."
+                jobs = settled.failed,
+                "Training jobs interrupted by the last shutdown are marked failed; the models \
+                 serving before them still serve."
+            );
+        }
+        if settled.applied > 0 {
+            tracing::warn!(
+                jobs = settled.applied,
+                "Training jobs whose models were applied just before the last shutdown are \
+                 marked succeeded; their reports were lost."
             );
         }
         let parser = Arc::new(Parser::new(settings.regex_cache_size));

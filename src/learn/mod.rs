@@ -60,7 +60,8 @@ pub struct LearnerConfig {
     pub seed: u64,
     pub reservoir_size: usize,
     pub max_tracked_services: usize,
-    pub models_dir: PathBuf,
+    /// `DATA_DIR`: model files go in its `models` directory, their paths are stored relative to it.
+    pub data_dir: PathBuf,
     /// The share of normal logs a service's baseline may flag (`FALSE_ALARM_BUDGET`).
     pub false_alarm_budget: f64,
 }
@@ -82,6 +83,11 @@ pub enum LearnError {
     ModelFile(#[from] ModelFileError),
     #[error("background task failed: {0}")]
     Background(#[from] tokio::task::JoinError),
+    #[error("recording the models: {0}")]
+    Record(#[source] StoreError),
+    /// The fit succeeded but its models could not be saved, so none of them was applied.
+    #[error("not applied: {0}")]
+    NotSaved(String),
 }
 
 /// What training one service produced.
@@ -370,8 +376,17 @@ impl Learner {
         for (service, why) in &failures {
             tracing::warn!(service, reason = %why, "Service skipped in training.");
         }
-        for model in &models {
-            self.persist(model).await;
+        if let Err(error) = self.persist_all(&models).await {
+            tracing::error!(%error, "The fitted models could not be saved; the previous ones still serve.");
+            return Err(models
+                .iter()
+                .map(|model| {
+                    (
+                        model.service.clone(),
+                        LearnError::NotSaved(error.to_string()),
+                    )
+                })
+                .collect());
         }
         self.detector.models.replace_all(models);
         *lock(&self.last_trained) = Some(Utc::now());

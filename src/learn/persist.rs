@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{LearnError, Learner};
 use crate::detect::models::{ModelSource, ServiceModel};
@@ -14,37 +14,125 @@ use crate::sync::lock;
 use crate::telemetry::spawn_blocking_in_span;
 
 impl Learner {
-    pub(super) async fn persist(&self, model: &ServiceModel) {
-        let path = self.config.models_dir.join(model_file_name(&model.service));
-        let artifact = model.artifact.clone();
-        let target = path.clone();
+    /// Saves every model of one fit and records them all in one transaction, so whenever the
+    /// process stops, either all of them serve after the restart or none does (the previous
+    /// ones do). Each fit writes new files (a file is never rewritten in place while a record
+    /// points to it); the files the records no longer point to are removed afterwards.
+    ///
+    /// # Errors
+    /// A file cannot be written or the records cannot be committed; then nothing is applied and
+    /// the new files are removed.
+    pub(super) async fn persist_all(&self, models: &[ServiceModel]) -> Result<(), LearnError> {
+        let previous: Vec<ModelRecord> =
+            self.store.list_models().await.map_err(LearnError::Record)?;
+        let files: Vec<(PathBuf, ModelArtifact)> = models
+            .iter()
+            .map(|model| {
+                let name = versioned_file_name(&model.service, model.trained_at);
+                (PathBuf::from(MODELS_DIR).join(name), model.artifact.clone())
+            })
+            .collect();
+        let data_dir = self.config.data_dir.clone();
+        let written: Vec<PathBuf> = files.iter().map(|(path, _)| data_dir.join(path)).collect();
+        let targets = written.clone();
         let saved = spawn_blocking_in_span(move || {
-            std::fs::create_dir_all(target.parent().unwrap_or(Path::new(".")))
+            std::fs::create_dir_all(data_dir.join(MODELS_DIR))
                 .map_err(LearnError::ModelDirectory)?;
-            Ok::<_, LearnError>(artifact.save(&target)?)
+            for ((_, artifact), target) in files.iter().zip(&targets) {
+                artifact.save(target)?;
+            }
+            Ok::<_, LearnError>(())
         })
-        .await;
-        if let Err(error) = saved.map_err(LearnError::from).and_then(|saved| saved) {
-            tracing::error!(
-                service = model.service,
-                %error,
-                "Could not save the model file; it will not survive a restart."
-            );
-            return;
-        }
-        let record = ModelRecord {
-            service: model.service.clone(),
-            path: path.to_string_lossy().into_owned(),
-            feature_names: model.artifact.feature_names.clone(),
-            training_samples: model.training_samples,
-            trained_at: model.trained_at,
-            threshold: model.threshold(),
-            source: model.source,
-            job_id: model.job_id.clone(),
+        .await
+        .map_err(LearnError::from)
+        .and_then(|saved| saved);
+        let records: Vec<ModelRecord> = models
+            .iter()
+            .zip(&written)
+            .map(|(model, path)| ModelRecord {
+                service: model.service.clone(),
+                path: self.stored_path(path),
+                feature_names: model.artifact.feature_names.clone(),
+                training_samples: model.training_samples,
+                trained_at: model.trained_at,
+                threshold: model.threshold(),
+                source: model.source,
+                job_id: model.job_id.clone(),
+            })
+            .collect();
+        let recorded = match saved {
+            Ok(()) => self
+                .store
+                .record_models(records)
+                .await
+                .map_err(LearnError::Record),
+            Err(error) => Err(error),
         };
-        if let Err(error) = self.store.upsert_model(record).await {
-            tracing::error!(service = model.service, %error, "Could not record the model.");
+        let obsolete: Vec<PathBuf> = match &recorded {
+            Ok(()) => previous
+                .iter()
+                .filter(|record| models.iter().any(|model| model.service == record.service))
+                .map(|record| self.resolve(&record.path))
+                .filter(|path| !written.contains(path))
+                .collect(),
+            Err(_) => written,
+        };
+        remove_files(obsolete).await;
+        recorded
+    }
+
+    /// Removes model files in `DATA_DIR/models` that no record points to: those of a fit that
+    /// was stopped before its models were recorded.
+    async fn remove_unreferenced_files(&self, referenced: Vec<PathBuf>) {
+        let directory = self.config.data_dir.join(MODELS_DIR);
+        let listed = spawn_blocking_in_span(move || {
+            let Ok(entries) = std::fs::read_dir(&directory) else {
+                return Vec::new();
+            };
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|e| e == "iforest"))
+                .filter(|path| !referenced.contains(path))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        if !listed.is_empty() {
+            tracing::info!(
+                files = listed.len(),
+                "Model files of a fit that was never applied are removed."
+            );
         }
+        remove_files(listed).await;
+    }
+
+    /// How a model file's path is stored: relative to `DATA_DIR` when it lies inside it, so a
+    /// data directory restored elsewhere keeps its models.
+    fn stored_path(&self, path: &Path) -> String {
+        path.strip_prefix(&self.config.data_dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Where a stored path points: relative paths are inside `DATA_DIR`. An absolute path
+    /// written by an earlier version that no longer exists (the data directory was moved) is
+    /// looked for under the same file name in `DATA_DIR/models`.
+    fn resolve(&self, stored: &str) -> PathBuf {
+        let path = Path::new(stored);
+        if path.is_relative() {
+            return self.config.data_dir.join(path);
+        }
+        if !path.exists()
+            && let Some(name) = path.file_name()
+        {
+            let moved = self.config.data_dir.join(MODELS_DIR).join(name);
+            if moved.exists() {
+                return moved;
+            }
+        }
+        path.to_path_buf()
     }
 
     /// Loads the models recorded in the store, then `MODEL_PATH`. A file that cannot be loaded is
@@ -52,8 +140,11 @@ impl Learner {
     pub async fn load_models(&self, model_path: Option<&Path>) -> Result<usize, StoreError> {
         let records = self.store.list_models().await?;
         let mut loaded = Vec::new();
+        let mut referenced: Vec<PathBuf> = model_path.iter().map(|p| p.to_path_buf()).collect();
+        referenced.extend(records.iter().map(|record| self.resolve(&record.path)));
+        self.remove_unreferenced_files(referenced).await;
         for record in records {
-            let path = PathBuf::from(&record.path);
+            let path = self.resolve(&record.path);
             let source = record.source;
             match load_artifact(path.clone()).await {
                 Ok(artifact) => loaded.push(ServiceModel {
@@ -112,9 +203,13 @@ async fn load_artifact(path: PathBuf) -> Result<ModelArtifact, LearnError> {
     Ok(spawn_blocking_in_span(move || ModelArtifact::load(&path)).await??)
 }
 
-/// A file name for a service's model: the name made safe, plus a hash so that two services whose
-/// names differ only in unsafe characters do not share a file.
-pub fn model_file_name(service: &str) -> String {
+/// Where model files live, inside `DATA_DIR`.
+const MODELS_DIR: &str = "models";
+
+/// A file name for one fit of a service's model: the name made safe, a hash so that two services
+/// whose names differ only in unsafe characters do not share a file, and the fit's time so that
+/// a new fit never overwrites the file a record still points to.
+fn versioned_file_name(service: &str, trained_at: DateTime<Utc>) -> String {
     let safe: String = service
         .chars()
         .take(64)
@@ -127,7 +222,28 @@ pub fn model_file_name(service: &str) -> String {
         })
         .collect();
     let hash = crc32fast::hash(service.as_bytes());
-    format!("{safe}-{hash:08x}.iforest")
+    let micros = trained_at.timestamp_micros();
+    format!("{safe}-{hash:08x}-{micros}.iforest")
+}
+
+/// Removes files a fit left behind (superseded, or written by a fit that was not applied).
+async fn remove_files(paths: Vec<PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    let removed = spawn_blocking_in_span(move || {
+        for path in paths {
+            if let Err(error) = std::fs::remove_file(&path)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), %error, "Cannot remove an old model file.");
+            }
+        }
+    })
+    .await;
+    if let Err(error) = removed {
+        tracing::warn!(%error, "Removing old model files failed.");
+    }
 }
 
 #[cfg(test)]
@@ -136,10 +252,16 @@ mod tests {
 
     #[test]
     fn model_file_names_are_safe_and_distinct() {
-        let a = model_file_name("web/server");
-        let b = model_file_name("web_server");
-        assert!(a.starts_with("web_server-") && a.ends_with(".iforest"));
+        let at = DateTime::from_timestamp(1_700_000_000, 0).expect("valid");
+        let a = versioned_file_name("web/server", at);
+        let b = versioned_file_name("web_server", at);
+        assert!(a.starts_with("web_server-") && a.ends_with("-1700000000000000.iforest"));
         assert_ne!(a, b);
-        assert!(!model_file_name("../../etc/passwd").contains('/'));
+        assert!(!versioned_file_name("../../etc/passwd", at).contains('/'));
+        let later = at + chrono::TimeDelta::microseconds(1);
+        assert_ne!(
+            versioned_file_name("web", at),
+            versioned_file_name("web", later)
+        );
     }
 }

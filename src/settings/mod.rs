@@ -243,11 +243,6 @@ impl Settings {
         self.data_dir.join("aioops.db")
     }
 
-    /// Where per-service model files live.
-    pub fn models_dir(&self) -> PathBuf {
-        self.data_dir.join("models")
-    }
-
     /// What the store needs.
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
@@ -265,7 +260,7 @@ impl Settings {
             seed: self.model_random_state,
             reservoir_size: self.reservoir_size,
             max_tracked_services: self.max_tracked_services,
-            models_dir: self.models_dir(),
+            data_dir: self.data_dir.clone(),
             false_alarm_budget: self.false_alarm_budget,
         }
     }

@@ -34,6 +34,7 @@ pub use alerts::{
     AlertFilter, AlertRow, DeliveryRecord, DeliveryStatus, Enqueued, MAX_STORED_ALERTS,
     OutboxChannel, OutboxEntry, PendingDelivery,
 };
+pub use models::SettledJobs;
 pub use records::{
     AnomalyOrder, AnomalyQuery, AnomalyRecord, FeedbackRecord, JobStatus, ModelRecord,
     TrainingJobRecord, UnknownJobStatus,
@@ -407,12 +408,15 @@ mod tests {
             source: crate::detect::models::ModelSource::Auto,
             job_id: None,
         };
-        store.upsert_model(model.clone()).await.expect("model");
         store
-            .upsert_model(ModelRecord {
+            .record_models(vec![model.clone()])
+            .await
+            .expect("model");
+        store
+            .record_models(vec![ModelRecord {
                 training_samples: 60,
                 ..model.clone()
-            })
+            }])
             .await
             .expect("model");
         let job = TrainingJobRecord {
@@ -453,8 +457,14 @@ mod tests {
         );
         assert_eq!(store.get_training_job("j1").await.expect("job"), Some(job));
         assert_eq!(
-            store.fail_unfinished_jobs("restarted").await.expect("fail"),
-            1
+            store
+                .settle_unfinished_jobs("restarted")
+                .await
+                .expect("settle"),
+            SettledJobs {
+                failed: 1,
+                applied: 0
+            }
         );
         let failed = store
             .get_training_job("j1")
@@ -463,6 +473,57 @@ mod tests {
             .expect("exists");
         assert_eq!(failed.status, JobStatus::Failed);
         assert_eq!(store.get_training_job("nope").await.expect("job"), None);
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_models_were_recorded_is_settled_as_succeeded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, 100);
+        let created_at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        for job_id in ["applied", "cut-short"] {
+            let job = TrainingJobRecord {
+                job_id: job_id.into(),
+                status: JobStatus::Running,
+                created_at,
+                started_at: Some(created_at),
+                finished_at: None,
+                detail: json!({}),
+            };
+            store.upsert_training_job(job).await.expect("job");
+        }
+        let model = |service: &str| ModelRecord {
+            service: service.into(),
+            path: format!("models/{service}.iforest"),
+            feature_names: vec!["a".into()],
+            training_samples: 50,
+            trained_at: created_at,
+            threshold: -0.5,
+            source: crate::detect::models::ModelSource::TrainJob,
+            job_id: Some("applied".into()),
+        };
+        store
+            .record_models(vec![model("web"), model("db")])
+            .await
+            .expect("models");
+
+        let settled = store
+            .settle_unfinished_jobs("stopped")
+            .await
+            .expect("settle");
+
+        assert_eq!(
+            settled,
+            SettledJobs {
+                failed: 1,
+                applied: 1
+            }
+        );
+        let status = |job: Option<TrainingJobRecord>| job.expect("exists").status;
+        let applied = store.get_training_job("applied").await.expect("read");
+        assert_eq!(status(applied), JobStatus::Succeeded);
+        let cut_short = store.get_training_job("cut-short").await.expect("read");
+        assert_eq!(status(cut_short), JobStatus::Failed);
+        assert_eq!(store.list_models().await.expect("models").len(), 2);
     }
 
     #[tokio::test]

@@ -22,26 +22,34 @@ fn model_source(service: &str, text: &str) -> ModelSource {
 }
 
 impl Store {
-    /// Records a service's current model, replacing the previous record.
-    pub async fn upsert_model(&self, record: ModelRecord) -> Result<(), StoreError> {
+    /// Records the current model of each service of `records`, replacing their previous records,
+    /// in one transaction: a training run applies all of its models or none, whenever the
+    /// process stops.
+    pub async fn record_models(&self, records: Vec<ModelRecord>) -> Result<(), StoreError> {
         self.write(move |connection, _| {
-            connection.execute(
-                "INSERT INTO models (service, path, feature_names, training_samples, trained_at, threshold, source, job_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                 ON CONFLICT (service) DO UPDATE SET path = excluded.path, feature_names = excluded.feature_names, \
-                 training_samples = excluded.training_samples, trained_at = excluded.trained_at, \
-                 threshold = excluded.threshold, source = excluded.source, job_id = excluded.job_id",
-                params![
-                    record.service,
-                    record.path,
-                    to_json(&record.feature_names),
-                    i64::try_from(record.training_samples).unwrap_or(i64::MAX),
-                    timestamp_text(&record.trained_at),
-                    record.threshold,
-                    record.source.as_str(),
-                    record.job_id,
-                ],
-            )?;
+            let transaction = connection.transaction()?;
+            {
+                let mut upsert = transaction.prepare_cached(
+                    "INSERT INTO models (service, path, feature_names, training_samples, trained_at, threshold, source, job_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                     ON CONFLICT (service) DO UPDATE SET path = excluded.path, feature_names = excluded.feature_names, \
+                     training_samples = excluded.training_samples, trained_at = excluded.trained_at, \
+                     threshold = excluded.threshold, source = excluded.source, job_id = excluded.job_id",
+                )?;
+                for record in &records {
+                    upsert.execute(params![
+                        record.service,
+                        record.path,
+                        to_json(&record.feature_names),
+                        i64::try_from(record.training_samples).unwrap_or(i64::MAX),
+                        timestamp_text(&record.trained_at),
+                        record.threshold,
+                        record.source.as_str(),
+                        record.job_id,
+                    ])?;
+                }
+            }
+            transaction.commit()?;
             Ok(())
         })
         .await
@@ -138,16 +146,40 @@ impl Store {
         .await
     }
 
-    /// Jobs left queued or running by a process that stopped: they will never finish.
-    pub async fn fail_unfinished_jobs(&self, reason: &str) -> Result<usize, StoreError> {
-        let detail = to_json(&serde_json::json!({"error": reason}));
+    /// Settles the jobs left queued or running by a process that stopped. A job whose models
+    /// were recorded had applied them (they are recorded in one transaction) and only its report
+    /// was lost: it is marked succeeded. The others never applied anything: failed, with `reason`.
+    pub async fn settle_unfinished_jobs(&self, reason: &str) -> Result<SettledJobs, StoreError> {
+        let failed = to_json(&serde_json::json!({"error": reason}));
+        let applied = to_json(&serde_json::json!({
+            "note": "the service stopped after this job's models were applied, before its report was written"
+        }));
         self.write(move |connection, _| {
-            Ok(connection.execute(
+            let transaction = connection.transaction()?;
+            let now = timestamp_text(&Utc::now());
+            let applied = transaction.execute(
+                "UPDATE training_jobs SET status = 'succeeded', finished_at = ?1, detail = ?2 \
+                 WHERE status IN ('queued', 'running') \
+                 AND job_id IN (SELECT job_id FROM models WHERE job_id IS NOT NULL)",
+                params![now, applied],
+            )?;
+            let failed = transaction.execute(
                 "UPDATE training_jobs SET status = 'failed', finished_at = ?1, detail = ?2 \
                  WHERE status IN ('queued', 'running')",
-                params![timestamp_text(&Utc::now()), detail],
-            )?)
+                params![now, failed],
+            )?;
+            transaction.commit()?;
+            Ok(SettledJobs { failed, applied })
         })
         .await
     }
+}
+
+/// What [`Store::settle_unfinished_jobs`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettledJobs {
+    /// Jobs that had applied nothing: now failed.
+    pub failed: usize,
+    /// Jobs whose models were applied: now succeeded.
+    pub applied: usize,
 }
