@@ -28,5 +28,6 @@ async fn metrics(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
         "parse_errors": counters.parse_errors.load(Ordering::Relaxed),
         "models": state.detector.models.len(),
         "untracked_service_logs": state.learner.untracked_logs(),
+        "tracked_slots_given_back": state.learner.tracked_slots_given_back(),
     })))
 }

@@ -11,9 +11,11 @@
 //! - Feedback: labeled-normal logs join the service's next training set, labeled anomalies are taken out
 //!   of it, and with enough labels of both kinds the threshold is calibrated on them ([`calibrate`]).
 //!
-//! Memory is bounded: at most `MAX_TRACKED_SERVICES` reservoirs of at most `RESERVOIR_SIZE` logs. Logs
-//! of services past the cap are still judged (rules, and a model trained by a job), but do not feed
-//! automatic training; the first such service is logged and all are counted.
+//! Memory is bounded: at most `MAX_TRACKED_SERVICES` reservoirs of at most `RESERVOIR_SIZE` logs. When
+//! the table is full, the slot of a service idle for `TRACKED_SERVICE_IDLE_SECONDS` goes to a new
+//! one ([`tracked`]); until then, logs of services past the cap are still judged (rules, and a
+//! model trained by a job), but do not feed automatic training; the first such service is logged
+//! and all are counted.
 
 pub mod calibrate;
 pub mod dataset;
@@ -21,6 +23,7 @@ mod fit;
 mod jobs;
 mod persist;
 pub mod reservoir;
+mod tracked;
 
 pub use jobs::JobRefused;
 
@@ -28,7 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -40,6 +43,7 @@ use crate::forest::{Contamination, ForestError, ModelFileError};
 use crate::learn::dataset::DatasetError;
 use crate::learn::fit::raw_log_of;
 use crate::learn::reservoir::Reservoir;
+use crate::learn::tracked::TrackedServices;
 use crate::parse::Parser;
 use crate::store::{FeedbackRecord, Store, StoreError};
 use crate::sync::lock;
@@ -60,6 +64,9 @@ pub struct LearnerConfig {
     pub seed: u64,
     pub reservoir_size: usize,
     pub max_tracked_services: usize,
+    /// `TRACKED_SERVICE_IDLE_SECONDS`: when the table is full, a service idle this long gives
+    /// its slot to a new one.
+    pub tracked_service_idle: Duration,
     /// `DATA_DIR`: model files go in its `models` directory, their paths are stored relative to it.
     pub data_dir: PathBuf,
     /// The share of normal logs a service's baseline may flag (`FALSE_ALARM_BUDGET`).
@@ -112,7 +119,7 @@ pub struct Learner {
     parser: Arc<Parser>,
     detector: Arc<Detector>,
     store: Store,
-    reservoirs: Mutex<HashMap<String, Reservoir<Sample>>>,
+    reservoirs: Mutex<TrackedServices>,
     /// Serialises fits: one at a time, whether a job, an automatic first fit or a scheduled refit.
     training: tokio::sync::Mutex<()>,
     /// The job queued or running, if any.
@@ -130,12 +137,14 @@ impl Learner {
         detector: Arc<Detector>,
         store: Store,
     ) -> Self {
+        let reservoirs =
+            TrackedServices::new(config.max_tracked_services, config.tracked_service_idle);
         Self {
             config,
             parser,
             detector,
             store,
-            reservoirs: Mutex::new(HashMap::new()),
+            reservoirs: Mutex::new(reservoirs),
             training: tokio::sync::Mutex::new(()),
             active_job: Mutex::new(None),
             auto_in_flight: Mutex::new(HashSet::new()),
@@ -155,6 +164,11 @@ impl Learner {
         self.untracked_logs.load(Ordering::Relaxed)
     }
 
+    /// Tracked-service slots given to new services after their holders went idle.
+    pub fn tracked_slots_given_back(&self) -> u64 {
+        lock(&self.reservoirs).given_back()
+    }
+
     /// Feeds the logs of a batch that broke no rule to their services' reservoirs and starts an
     /// automatic fit for every service that is due one (see [`Self::wants_automatic_fit`]).
     ///
@@ -166,6 +180,7 @@ impl Learner {
     pub fn observe(self: &Arc<Self>, judged: &[JudgedLog]) {
         let mut ready = Vec::new();
         {
+            let now = Instant::now();
             let mut reservoirs = lock(&self.reservoirs);
             let broke_no_rule = |log: &&JudgedLog| log.verdict.violations.is_empty();
             for log in judged.iter().filter(broke_no_rule) {
@@ -173,24 +188,21 @@ impl Learner {
                     continue;
                 }
                 let service = log.raw.service.as_str();
-                if !reservoirs.contains_key(service) {
-                    if reservoirs.len() >= self.config.max_tracked_services {
-                        self.untracked_logs.fetch_add(1, Ordering::Relaxed);
-                        if !self.warned_untracked.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(
-                                service,
-                                max = self.config.max_tracked_services,
-                                "MAX_TRACKED_SERVICES reached; further services are judged but do not learn automatically."
-                            );
-                        }
-                        continue;
+                let capacity = self.config.reservoir_size;
+                let seed = self.config.seed;
+                let Some(reservoir) =
+                    reservoirs.track(service, now, || Reservoir::new(capacity, seed))
+                else {
+                    self.untracked_logs.fetch_add(1, Ordering::Relaxed);
+                    if !self.warned_untracked.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            service,
+                            max = self.config.max_tracked_services,
+                            "MAX_TRACKED_SERVICES reached and no tracked service idle for \
+                             TRACKED_SERVICE_IDLE_SECONDS; this service is judged but does not \
+                             learn automatically until a slot is free."
+                        );
                     }
-                    reservoirs.insert(
-                        service.to_owned(),
-                        Reservoir::new(self.config.reservoir_size, self.config.seed),
-                    );
-                }
-                let Some(reservoir) = reservoirs.get_mut(service) else {
                     continue;
                 };
                 // Only a model fitted on a fair sample down-weights what it flags: a first

@@ -81,6 +81,8 @@ pub struct Settings {
     /// `None` turns periodic retraining off.
     pub retrain_interval: Option<Duration>,
     pub max_tracked_services: usize,
+    /// When every tracked-service slot is taken, one idle this long goes to a new service.
+    pub tracked_service_idle: Duration,
     pub reservoir_size: usize,
     pub regex_cache_size: usize,
     pub store_synchronous: Synchronous,
@@ -214,6 +216,7 @@ impl Settings {
                 (!interval.is_zero()).then_some(interval)
             },
             max_tracked_services: r.ranged("MAX_TRACKED_SERVICES", 200, 1, 1_000_000),
+            tracked_service_idle: r.seconds("TRACKED_SERVICE_IDLE_SECONDS", 900, 1),
             reservoir_size: r.ranged("RESERVOIR_SIZE", 2048, 16, 10_000_000),
             regex_cache_size: r.ranged("REGEX_CACHE_SIZE", 256, 1, 100_000),
             store_synchronous: r.choice(
@@ -260,6 +263,7 @@ impl Settings {
             seed: self.model_random_state,
             reservoir_size: self.reservoir_size,
             max_tracked_services: self.max_tracked_services,
+            tracked_service_idle: self.tracked_service_idle,
             data_dir: self.data_dir.clone(),
             false_alarm_budget: self.false_alarm_budget,
         }
