@@ -8,11 +8,12 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
+use serde::de::{Deserializer, Error as _, Unexpected};
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::api::body::{Checker, JsonBody, body_loc, child};
-use crate::api::error::{ApiError, FieldError};
+use crate::api::body::{Checker, JsonBody, body_loc, child, object, objects};
+use crate::api::error::ApiError;
 use crate::parse::RawLog;
 use crate::store::FeedbackRecord;
 
@@ -21,20 +22,35 @@ pub fn router() -> Router<AppState> {
 }
 
 /// One label: the contract's `{"log": RawLog, "is_anomaly": 0|1}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct FeedbackItem {
+    #[serde(deserialize_with = "object")]
     pub log: RawLog,
+    /// 0 or 1.
+    #[serde(deserialize_with = "zero_or_one")]
     pub is_anomaly: u8,
 }
 
+/// `is_anomaly` on the fast path: 0 or 1, as the checker's `zero_or_one` (422 `literal_error`).
+fn zero_or_one<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
+    match u8::deserialize(deserializer)? {
+        label @ (0 | 1) => Ok(label),
+        other => Err(D::Error::invalid_value(
+            Unexpected::Unsigned(other.into()),
+            &"0 or 1",
+        )),
+    }
+}
+
 /// The contract's body: `{"feedback": [FeedbackItem…]}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct FeedbackRequest {
+    #[serde(deserialize_with = "objects")]
     pub feedback: Vec<FeedbackItem>,
 }
 
 impl FeedbackRequest {
-    fn check(checker: &mut Checker, body: &Value) -> Option<Self> {
+    pub(super) fn check(checker: &mut Checker, body: &Value) -> Option<Self> {
         let loc = body_loc();
         let object = checker.object(body, &loc)?;
         let list_loc = child(&loc, "feedback");
@@ -70,28 +86,6 @@ async fn submit_feedback(
     body: JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request = body.decode(FeedbackRequest::check)?;
-    // Serde accepts any u8; the contract allows only 0 and 1.
-    let bad: Vec<FieldError> = request
-        .feedback
-        .iter()
-        .enumerate()
-        .filter(|(_, item)| item.is_anomaly > 1)
-        .map(|(index, item)| FieldError {
-            kind: "literal_error",
-            loc: vec![
-                json!("body"),
-                json!("feedback"),
-                json!(index),
-                json!("is_anomaly"),
-            ],
-            msg: "Input should be 0 or 1".to_owned(),
-            input: json!(item.is_anomaly),
-            ctx: Some(json!({"expected": "0 or 1"})),
-        })
-        .collect();
-    if !bad.is_empty() {
-        return Err(ApiError::Unprocessable(bad));
-    }
     if request.feedback.is_empty() {
         return Err(ApiError::BadRequest(
             "No feedback records provided.".to_owned(),

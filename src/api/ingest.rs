@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::api::AppState;
-use crate::api::body::{Checker, JsonBody, body_loc};
+use crate::api::body::{Checker, JsonBody, body_loc, objects};
 use crate::api::error::ApiError;
 use crate::ingest::LogResult;
 use crate::parse::RawLog;
@@ -19,15 +19,16 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The contract's body: `{"logs": [RawLog…], "tags": {str: str}?}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct IngestRequest {
+    #[serde(deserialize_with = "objects")]
     pub logs: Vec<RawLog>,
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
 impl IngestRequest {
-    fn check(checker: &mut Checker, body: &Value) -> Option<Self> {
+    pub(super) fn check(checker: &mut Checker, body: &Value) -> Option<Self> {
         let loc = body_loc();
         let object = checker.object(body, &loc)?;
         let logs = checker.raw_logs(object, "logs", &loc);

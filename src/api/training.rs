@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::api::body::{Checker, JsonBody, body_loc};
+use crate::api::body::{Checker, JsonBody, body_loc, objects};
 use crate::api::error::ApiError;
 use crate::learn::JobRefused;
 use crate::parse::RawLog;
@@ -21,13 +21,14 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The contract's body: `{"logs": [RawLog…]}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct TrainRequest {
+    #[serde(deserialize_with = "objects")]
     pub logs: Vec<RawLog>,
 }
 
 impl TrainRequest {
-    fn check(checker: &mut Checker, body: &Value) -> Option<Self> {
+    pub(super) fn check(checker: &mut Checker, body: &Value) -> Option<Self> {
         let loc = body_loc();
         let object = checker.object(body, &loc)?;
         Some(Self {

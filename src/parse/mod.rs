@@ -31,8 +31,10 @@ pub use self::json::parse_json;
 pub use self::key_value::parse_key_value;
 pub use self::regex::PatternCache;
 
-/// How a log's `raw_log` is written (the contract's `format_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// How a log's `raw_log` is written (the contract's `format_type`). It is read from its wire name
+/// only: a derived `Deserialize` would also take serde's map form of a variant (`{"json": null}`),
+/// which the contract (and the request checker) refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FormatType {
     Json,
@@ -50,6 +52,39 @@ impl FormatType {
             FormatType::Regex => "regex",
             FormatType::Custom => "custom",
         }
+    }
+
+    /// The format a wire name names, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "json" => Some(FormatType::Json),
+            "key_value" => Some(FormatType::KeyValue),
+            "regex" => Some(FormatType::Regex),
+            "custom" => Some(FormatType::Custom),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FormatType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct WireName;
+
+        impl serde::de::Visitor<'_> for WireName {
+            type Value = FormatType;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("'json', 'key_value', 'regex' or 'custom'")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<FormatType, E> {
+                FormatType::from_name(name).ok_or_else(|| {
+                    E::unknown_variant(name, &["json", "key_value", "regex", "custom"])
+                })
+            }
+        }
+
+        deserializer.deserialize_str(WireName)
     }
 }
 

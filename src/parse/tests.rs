@@ -50,6 +50,8 @@ fn format_types_use_the_contract_wire_names() {
         );
     }
     assert!(serde_json::from_value::<FormatType>(json!("xml")).is_err());
+    // serde's map form of a variant is not a wire name.
+    assert!(serde_json::from_value::<FormatType>(json!({"json": null})).is_err());
 }
 
 #[test]

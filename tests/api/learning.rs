@@ -100,20 +100,10 @@ async fn an_unknown_job_is_404() {
     assert!(response.json::<Value>().await.expect("json")["detail"].is_string());
 }
 
-async fn train(app: &crate::helpers::TestApp, logs: &[Value]) -> Value {
-    let response = app.post_train(logs).await;
-    assert_eq!(response.status(), 202);
-    let job_id = response.json::<Value>().await.expect("json")["job_id"]
-        .as_str()
-        .expect("job id")
-        .to_owned();
-    app.wait_for_job(&job_id).await
-}
-
 #[tokio::test]
 async fn models_survive_a_restart_and_a_corrupt_file_does_not_stop_start_up() {
     let app = spawn_app_with(&[]).await;
-    let job = train(&app, &baseline(200)).await;
+    let job = app.train(&baseline(200)).await;
     assert_eq!(job["status"], "succeeded");
     let before = app.ingest(&[checkout_log(5000.0, 40.0)]).await;
     let app = app.restart().await;
@@ -143,7 +133,7 @@ async fn models_survive_a_restart_and_a_corrupt_file_does_not_stop_start_up() {
 #[tokio::test]
 async fn feedback_changes_the_next_model() {
     let app = spawn_app_with(&[]).await;
-    let job = train(&app, &baseline(300)).await;
+    let job = app.train(&baseline(300)).await;
     assert_eq!(job["status"], "succeeded");
     // A slow-but-fine pattern the baseline never showed is flagged at first.
     let pattern = checkout_log(400.0, 3.0);
@@ -161,7 +151,7 @@ async fn feedback_changes_the_next_model() {
         .as_f64()
         .expect("accuracy");
 
-    let job = train(&app, &baseline(300)).await;
+    let job = app.train(&baseline(300)).await;
     assert_eq!(job["status"], "succeeded");
     assert_eq!(job["detail"]["services"][0]["feedback_normal_added"], 30);
     let results = app.ingest(&[pattern]).await;
@@ -181,7 +171,7 @@ async fn feedback_changes_the_next_model() {
 #[tokio::test]
 async fn retrains_under_concurrent_ingestion_never_fail_a_request_or_mix_models() {
     let app = std::sync::Arc::new(spawn_app_with(&[]).await);
-    let job = train(&app, &baseline(300)).await;
+    let job = app.train(&baseline(300)).await;
     assert_eq!(job["status"], "succeeded");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -220,7 +210,7 @@ async fn retrains_under_concurrent_ingestion_never_fail_a_request_or_mix_models(
                 log
             })
             .collect();
-        let job = train(&app, &logs).await;
+        let job = app.train(&logs).await;
         assert_eq!(job["status"], "succeeded", "{job}");
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

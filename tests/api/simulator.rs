@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 use aioops_mcp_iforest::simulator::Args;
 use aioops_mcp_iforest::simulator::generate::{GeneratedLog, Generator};
 
+use crate::helpers::{free_port, serve};
+
 const PATH: &str = "/api/v1/stream/multi-source";
 const START: &str = "2024-01-15T10:00:00Z";
 
@@ -107,7 +109,7 @@ async fn spawn_stub_on(listener: TcpListener, mode: Mode) -> Stub {
         bodies: bodies.clone(),
     };
     let app = Router::new().route(PATH, post(ingest)).with_state(state);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    serve(listener, app);
     Stub {
         url: format!("http://{address}{PATH}"),
         bodies,
@@ -381,9 +383,7 @@ async fn transient_http_errors_are_retried_until_the_batch_is_judged() {
 #[tokio::test]
 async fn connection_errors_are_retried_until_the_service_comes_up() {
     // Arrange: a port with nothing behind it yet.
-    let reserved = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let address = reserved.local_addr().expect("address");
-    drop(reserved);
+    let address = free_port().await;
     let url = format!("http://{address}{PATH}");
 
     // Act: the service appears while the simulator is backing off.
@@ -421,9 +421,7 @@ async fn connection_errors_are_retried_until_the_service_comes_up() {
 
 #[tokio::test]
 async fn a_service_that_is_down_at_the_end_fails_the_run_with_a_clear_message() {
-    let reserved = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}{PATH}", reserved.local_addr().expect("address"));
-    drop(reserved);
+    let url = format!("http://{}{PATH}", free_port().await);
 
     let run = simulate(&[
         "--url",
@@ -828,7 +826,7 @@ async fn spawn_service(service: Service) -> (String, SharedService) {
         .route("/api/v1/models", axum::routing::get(service_models))
         .route("/api/v1/alerts", axum::routing::get(service_alerts))
         .with_state(shared.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    serve(listener, app);
     (format!("http://{address}{PATH}"), shared)
 }
 

@@ -7,288 +7,41 @@
 //! 150,000 logs through it with simulated timestamps. Windows and backoffs are fractions of a
 //! second; every wait is a bounded poll.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
-use aioops_mcp_iforest::app::{App, AppState};
-use aioops_mcp_iforest::settings::{LogFormat, Settings};
-use aioops_mcp_iforest::telemetry;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::helpers::{Receiver, TestApp, free_port, spawn_app_with};
 
 const ROUTING_KEY: &str = "R0UTING-KEY-SECRET";
-/// Every wait in these tests gives up after this long.
-const DEADLINE: Duration = Duration::from_secs(15);
-
-static TRACING: Once = Once::new();
-
-fn init_tracing() {
-    TRACING.call_once(|| {
-        if std::env::var("TEST_LOG").is_ok_and(|v| v == "1") {
-            telemetry::init("info", LogFormat::Text, std::io::stdout);
-        }
-    });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Receivers
-
-/// One request a receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    at: Instant,
-    path: String,
-    body: Value,
-}
-
-/// One scripted answer: a status and an optional `Retry-After`.
-type Answer = (u16, Option<&'static str>);
-
-/// How a receiver answers: the scripted answers in order, then 200 forever.
-#[derive(Clone, Default)]
-struct ReceiverState {
-    script: Arc<Mutex<VecDeque<Answer>>>,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-struct Receiver {
-    address: SocketAddr,
-    state: ReceiverState,
-    server: JoinHandle<()>,
-}
-
-async fn receive(
-    State(state): State<ReceiverState>,
-    uri: axum::http::Uri,
-    _headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    state.received.lock().expect("lock").push(Received {
-        at: Instant::now(),
-        path: uri.path().to_owned(),
-        body,
-    });
-    let next = state.script.lock().expect("lock").pop_front();
-    let (status, retry_after) = next.unwrap_or((200, None));
-    let status = StatusCode::from_u16(status).expect("status");
-    let mut headers = HeaderMap::new();
-    if let Some(value) = retry_after {
-        headers.insert("retry-after", value.parse().expect("header"));
-    }
-    (status, headers, "ok")
-}
-
-impl Receiver {
-    async fn start(script: &[Answer]) -> Self {
-        Self::start_on("127.0.0.1:0".parse().expect("address"), script).await
-    }
-
-    async fn start_on(address: SocketAddr, script: &[Answer]) -> Self {
-        let state = ReceiverState::default();
-        state
-            .script
-            .lock()
-            .expect("lock")
-            .extend(script.iter().copied());
-        let listener = TcpListener::bind(address).await.expect("receiver binds");
-        let address = listener.local_addr().expect("address");
-        let app = Router::new().fallback(receive).with_state(state.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("receiver serves");
-        });
-        Self {
-            address,
-            state,
-            server,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.state.received.lock().expect("lock").clone()
-    }
-
-    /// Waits until at least `n` requests arrived, then returns them all.
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let start = Instant::now();
-        loop {
-            let received = self.received();
-            if received.len() >= n {
-                return received;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "expected {n} requests, got {}: {received:?}",
-                received.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits for `n` requests, then makes sure no further one arrives for `quiet`.
-    async fn expect_exactly(&self, n: usize, quiet: Duration) -> Vec<Received> {
-        self.wait_for(n).await;
-        tokio::time::sleep(quiet).await;
-        let received = self.received();
-        assert_eq!(
-            received.len(),
-            n,
-            "more requests than expected: {received:?}"
-        );
-        received
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-/// A loopback port that nothing listens on (yet).
-async fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    listener.local_addr().expect("address")
-}
-
-// ---------------------------------------------------------------------------------------------
-// The service
-
-struct TestApp {
-    address: String,
-    state: AppState,
-    client: reqwest::Client,
-    data_dir: PathBuf,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
-}
 
 /// Short windows and backoffs; `svc` and `other` fire at 3 anomalies in 30 s.
-fn vars(data_dir: &Path, overrides: &[(&str, &str)]) -> HashMap<String, String> {
-    let mut vars: HashMap<String, String> = [
-        ("API_PORT", "0"),
-        ("API_HOST", "127.0.0.1"),
-        ("RETRAIN_INTERVAL_SECONDS", "0"),
-        ("STORE_SYNCHRONOUS", "normal"),
-        (
-            "COMPLEX_ALERT_RULES",
-            r#"{"svc": {"count": 3, "window_seconds": 30}, "other": {"count": 3, "window_seconds": 30}}"#,
-        ),
-        ("ALERT_RETRY_INITIAL_SECONDS", "0.05"),
-        ("ALERT_RETRY_MAX_SECONDS", "2"),
-        ("ALERT_MAX_ATTEMPTS", "5"),
-        ("ALERT_TIMEOUT_SECONDS", "2"),
-        ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "2"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    vars.insert(
-        "DATA_DIR".to_owned(),
-        data_dir.to_string_lossy().into_owned(),
-    );
-    for (k, v) in overrides {
-        vars.insert((*k).to_owned(), (*v).to_owned());
-    }
-    vars
+const ALERT_VARS: &[(&str, &str)] = &[
+    (
+        "COMPLEX_ALERT_RULES",
+        r#"{"svc": {"count": 3, "window_seconds": 30}, "other": {"count": 3, "window_seconds": 30}}"#,
+    ),
+    ("ALERT_RETRY_INITIAL_SECONDS", "0.05"),
+    ("ALERT_RETRY_MAX_SECONDS", "2"),
+    ("ALERT_MAX_ATTEMPTS", "5"),
+    ("ALERT_TIMEOUT_SECONDS", "2"),
+    ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "2"),
+];
+
+/// The service with [`ALERT_VARS`], then `overrides`.
+async fn spawn_alerting_app(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(&[ALERT_VARS, overrides].concat()).await
 }
 
 impl TestApp {
-    async fn spawn(data_dir: &Path, overrides: &[(&str, &str)]) -> Self {
-        init_tracing();
-        let settings = Settings::from_vars(&vars(data_dir, overrides)).expect("valid settings");
-        let app = App::build(settings).await.expect("app builds");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let state = app.state().clone();
-        let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until(async {
-            let _ = rx.await;
-        }));
-        Self {
-            address,
-            state,
-            client: reqwest::Client::new(),
-            data_dir: data_dir.to_path_buf(),
-            shutdown: Some(tx),
-            server: Some(server),
-        }
-    }
-
     /// Records `n` anomalies of `service` arriving now, without log timestamps.
     fn burst(&self, service: &str, n: usize) {
         for _ in 0..n {
             self.state.alerts.record(service, None, Utc::now());
-        }
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, String) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("request sent");
-        let status = StatusCode::from_u16(response.status().as_u16()).expect("status");
-        (status, response.text().await.expect("body"))
-    }
-
-    async fn alerts(&self) -> Vec<Value> {
-        let (status, body) = self.get("/api/v1/alerts").await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let body: Value = serde_json::from_str(&body).expect("json");
-        body.as_array().expect("a list").clone()
-    }
-
-    /// Polls GET /api/v1/alerts until `done` holds for the list.
-    async fn wait_for_alerts(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
-            let alerts = self.alerts().await;
-            if done(&alerts) {
-                return alerts;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "alerts never matched: {alerts:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("server task joins")
-                .expect("server stops cleanly");
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
         }
     }
 }
@@ -315,19 +68,15 @@ async fn a_burst_pages_every_channel_exactly_once_per_window_per_service() {
     let slack = Receiver::start(&[]).await;
     let pagerduty = Receiver::start(&[]).await;
     let webhook = Receiver::start(&[]).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
     let slack_url = slack.url("/services/T000/B000/SLACKTOKEN");
     let pagerduty_url = pagerduty.url("/v2/enqueue");
     let webhook_url = webhook.url("/hook?token=HOOKTOKEN");
-    let app = TestApp::spawn(
-        tmp.path(),
-        &[
-            ("SLACK_WEBHOOK_URL", &slack_url),
-            ("PAGERDUTY_ROUTING_KEY", ROUTING_KEY),
-            ("PAGERDUTY_EVENTS_URL", &pagerduty_url),
-            ("GENERIC_WEBHOOK_URL", &webhook_url),
-        ],
-    )
+    let app = spawn_alerting_app(&[
+        ("SLACK_WEBHOOK_URL", &slack_url),
+        ("PAGERDUTY_ROUTING_KEY", ROUTING_KEY),
+        ("PAGERDUTY_EVENTS_URL", &pagerduty_url),
+        ("GENERIC_WEBHOOK_URL", &webhook_url),
+    ])
     .await;
 
     // Act: a burst per service, then more anomalies (another burst included) while firing.
@@ -418,8 +167,8 @@ async fn a_burst_pages_every_channel_exactly_once_per_window_per_service() {
         assert_eq!(delivered["status"], "delivered", "{channel}: {delivered}");
     }
     // Secrets never reach the API.
-    let (_, listing) = app.get("/api/v1/alerts").await;
-    let (_, stats) = app.get("/api/v1/alerts/stats").await;
+    let listing = app.get_text("/api/v1/alerts").await;
+    let stats = app.get_text("/api/v1/alerts/stats").await;
     for text in [&listing, &stats] {
         for secret in ["SLACKTOKEN", "HOOKTOKEN", ROUTING_KEY] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
@@ -434,9 +183,8 @@ async fn a_burst_pages_every_channel_exactly_once_per_window_per_service() {
 #[tokio::test]
 async fn a_receiver_answering_500_twice_gets_the_alert_exactly_once_more() {
     let webhook = Receiver::start(&[(500, None), (500, None)]).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
     let url = webhook.url("/hook");
-    let app = TestApp::spawn(tmp.path(), &[("GENERIC_WEBHOOK_URL", &url)]).await;
+    let app = spawn_alerting_app(&[("GENERIC_WEBHOOK_URL", &url)]).await;
 
     app.burst("svc", 3);
 
@@ -453,8 +201,7 @@ async fn a_receiver_answering_500_twice_gets_the_alert_exactly_once_more() {
     let delivered = delivery(&alerts[0], "webhook", "fired").expect("delivery");
     assert_eq!(delivered["attempts"], 3);
     assert_eq!(delivered["last_http_status"], 200);
-    let (_, stats) = app.get("/api/v1/alerts/stats").await;
-    let stats: Value = serde_json::from_str(&stats).expect("json");
+    let stats = app.alert_stats().await;
     assert_eq!(stats["channels"]["webhook"]["retries"], 2);
     assert_eq!(stats["channels"]["webhook"]["delivered"], 1);
 }
@@ -463,9 +210,8 @@ async fn a_receiver_answering_500_twice_gets_the_alert_exactly_once_more() {
 async fn retry_after_on_429_is_honoured() {
     // The backoff would retry after 25-50 ms; the receiver asks for 1 s.
     let webhook = Receiver::start(&[(429, Some("1"))]).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
     let url = webhook.url("/hook");
-    let app = TestApp::spawn(tmp.path(), &[("GENERIC_WEBHOOK_URL", &url)]).await;
+    let app = spawn_alerting_app(&[("GENERIC_WEBHOOK_URL", &url)]).await;
 
     app.burst("svc", 3);
 
@@ -478,9 +224,8 @@ async fn retry_after_on_429_is_honoured() {
 #[tokio::test]
 async fn a_400_is_not_retried_and_is_recorded_as_rejected() {
     let webhook = Receiver::start(&[(400, None)]).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
     let url = webhook.url("/hook");
-    let app = TestApp::spawn(tmp.path(), &[("GENERIC_WEBHOOK_URL", &url)]).await;
+    let app = spawn_alerting_app(&[("GENERIC_WEBHOOK_URL", &url)]).await;
 
     app.burst("svc", 3);
 
@@ -497,8 +242,7 @@ async fn a_400_is_not_retried_and_is_recorded_as_rejected() {
     let rejected = delivery(&alerts[0], "webhook", "fired").expect("delivery");
     assert_eq!(rejected["attempts"], 1);
     assert_eq!(rejected["last_http_status"], 400);
-    let (_, stats) = app.get("/api/v1/alerts/stats").await;
-    let stats: Value = serde_json::from_str(&stats).expect("json");
+    let stats = app.alert_stats().await;
     assert_eq!(stats["channels"]["webhook"]["rejected"], 1);
     assert_eq!(stats["channels"]["webhook"]["retries"], 0);
 }
@@ -508,26 +252,22 @@ async fn a_quiet_window_resolves_with_the_same_dedup_key() {
     let slack = Receiver::start(&[]).await;
     let pagerduty = Receiver::start(&[]).await;
     let webhook = Receiver::start(&[]).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
     let (slack_url, pagerduty_url, webhook_url) = (
         slack.url("/s"),
         pagerduty.url("/v2/enqueue"),
         webhook.url("/w"),
     );
-    let app = TestApp::spawn(
-        tmp.path(),
-        &[
-            (
-                "COMPLEX_ALERT_RULES",
-                r#"{"svc": {"count": 3, "window_seconds": 0.5}}"#,
-            ),
-            ("SLACK_WEBHOOK_URL", &slack_url),
-            ("PAGERDUTY_ROUTING_KEY", ROUTING_KEY),
-            ("PAGERDUTY_EVENTS_URL", &pagerduty_url),
-            ("GENERIC_WEBHOOK_URL", &webhook_url),
-            ("GENERIC_WEBHOOK_FORMAT", "alertmanager"),
-        ],
-    )
+    let app = spawn_alerting_app(&[
+        (
+            "COMPLEX_ALERT_RULES",
+            r#"{"svc": {"count": 3, "window_seconds": 0.5}}"#,
+        ),
+        ("SLACK_WEBHOOK_URL", &slack_url),
+        ("PAGERDUTY_ROUTING_KEY", ROUTING_KEY),
+        ("PAGERDUTY_EVENTS_URL", &pagerduty_url),
+        ("GENERIC_WEBHOOK_URL", &webhook_url),
+        ("GENERIC_WEBHOOK_FORMAT", "alertmanager"),
+    ])
     .await;
 
     app.burst("svc", 3);
@@ -577,14 +317,13 @@ async fn an_alert_queued_while_the_receiver_is_down_is_delivered_after_a_restart
     // Arrange: nothing listens where the webhook points.
     let address = free_port().await;
     let url = format!("http://{address}/hook/TOPSECRET");
-    let tmp = tempfile::tempdir().expect("tempdir");
     let overrides = [
         ("GENERIC_WEBHOOK_URL", url.as_str()),
         ("ALERT_MAX_ATTEMPTS", "1000"),
         ("ALERT_RETRY_MAX_SECONDS", "0.2"),
         ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "0.3"),
     ];
-    let mut app = TestApp::spawn(tmp.path(), &overrides).await;
+    let mut app = spawn_alerting_app(&overrides).await;
     app.burst("svc", 3);
     let alerts = app
         .wait_for_alerts(|alerts| {
@@ -601,12 +340,12 @@ async fn an_alert_queued_while_the_receiver_is_down_is_delivered_after_a_restart
             .as_str()
             .is_some_and(|e| e.contains("connection"))
     );
-    let (_, listing) = app.get("/api/v1/alerts").await;
+    let listing = app.get_text("/api/v1/alerts").await;
     assert!(!listing.contains("TOPSECRET"), "{listing}");
     let fingerprint = alerts[0]["fingerprint"].clone();
 
     // Act: stop (the queue cannot drain: the deadline cuts it short), bring the receiver up,
-    // start again on the same data.
+    // start again on the same data and settings.
     let stopping = Instant::now();
     app.stop().await;
     assert!(
@@ -614,9 +353,8 @@ async fn an_alert_queued_while_the_receiver_is_down_is_delivered_after_a_restart
         "{:?}",
         stopping.elapsed()
     );
-    let data_dir = app.data_dir.clone();
     let webhook = Receiver::start_on(address, &[]).await;
-    let app = TestApp::spawn(&data_dir, &overrides).await;
+    let app = app.restart().await;
 
     // Assert
     let received = webhook.wait_for(1).await;
@@ -639,17 +377,13 @@ async fn an_alert_queued_while_the_receiver_is_down_is_delivered_after_a_restart
 #[tokio::test]
 async fn stopping_delivers_what_is_queued_before_exit() {
     let webhook = Receiver::start(&[(503, None)]).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
     let url = webhook.url("/hook");
     // A generous deadline: this test is about draining, not about the deadline, and a loaded CI
     // machine must not turn it into a race.
-    let mut app = TestApp::spawn(
-        tmp.path(),
-        &[
-            ("GENERIC_WEBHOOK_URL", &url),
-            ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "30"),
-        ],
-    )
+    let mut app = spawn_alerting_app(&[
+        ("GENERIC_WEBHOOK_URL", &url),
+        ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "30"),
+    ])
     .await;
 
     app.burst("svc", 3);
@@ -665,16 +399,12 @@ async fn stopping_delivers_what_is_queued_before_exit() {
 async fn a_full_queue_drops_and_counts_instead_of_growing() {
     let address = free_port().await;
     let url = format!("http://{address}/hook");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let app = TestApp::spawn(
-        tmp.path(),
-        &[
-            ("GENERIC_WEBHOOK_URL", url.as_str()),
-            ("ALERT_QUEUE_CAPACITY", "1"),
-            ("ALERT_MAX_ATTEMPTS", "1000"),
-            ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "0"),
-        ],
-    )
+    let app = spawn_alerting_app(&[
+        ("GENERIC_WEBHOOK_URL", url.as_str()),
+        ("ALERT_QUEUE_CAPACITY", "1"),
+        ("ALERT_MAX_ATTEMPTS", "1000"),
+        ("ALERT_SHUTDOWN_TIMEOUT_SECONDS", "0"),
+    ])
     .await;
 
     app.burst("svc", 3);
@@ -696,19 +426,17 @@ async fn a_full_queue_drops_and_counts_instead_of_growing() {
         delivery(other, "console", "fired").expect("console")["status"],
         "delivered"
     );
-    let (_, stats) = app.get("/api/v1/alerts/stats").await;
-    let stats: Value = serde_json::from_str(&stats).expect("json");
+    let stats = app.alert_stats().await;
     assert_eq!(stats["channels"]["webhook"]["dropped_queue_full"], 1);
     assert_eq!(stats["channels"]["webhook"]["outbox"]["pending"], 1);
 }
 
 #[tokio::test]
 async fn bad_alert_queries_get_fastapi_shaped_422s() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let app = TestApp::spawn(tmp.path(), &[]).await;
-    let (status, body) = app.get("/api/v1/alerts?limit=abc&state=open").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = serde_json::from_str(&body).expect("json");
+    let app = spawn_alerting_app(&[]).await;
+    let response = app.get("/api/v1/alerts?limit=abc&state=open").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.expect("json");
     let detail = body["detail"].as_array().expect("a list");
     assert_eq!(detail.len(), 2);
     assert_eq!(detail[0]["loc"], json!(["query", "limit"]));
@@ -717,18 +445,14 @@ async fn bad_alert_queries_get_fastapi_shaped_422s() {
 #[tokio::test]
 async fn ingested_rule_anomalies_page_once() {
     let webhook = Receiver::start(&[]).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
     let url = webhook.url("/hook");
-    let app = TestApp::spawn(
-        tmp.path(),
-        &[
-            ("GENERIC_WEBHOOK_URL", &url),
-            (
-                "COMPLEX_ALERT_RULES",
-                r#"{"web_server": {"count": 3, "window_seconds": 60}}"#,
-            ),
-        ],
-    )
+    let app = spawn_alerting_app(&[
+        ("GENERIC_WEBHOOK_URL", &url),
+        (
+            "COMPLEX_ALERT_RULES",
+            r#"{"web_server": {"count": 3, "window_seconds": 60}}"#,
+        ),
+    ])
     .await;
     let log = |i: u32| {
         json!({
@@ -743,13 +467,7 @@ async fn ingested_rule_anomalies_page_once() {
             "format_type": "json",
         })
     };
-    let response = app
-        .client
-        .post(format!("{}/api/v1/stream/multi-source", app.address))
-        .json(&json!({"logs": [log(1), log(2), log(3), log(4)]}))
-        .send()
-        .await
-        .expect("sent");
+    let response = app.post_logs(&[log(1), log(2), log(3), log(4)]).await;
     assert_eq!(response.status(), 200);
     let results: Value = response.json().await.expect("json");
     assert!(
@@ -805,38 +523,6 @@ fn access_log(rng: &mut StdRng, start: DateTime<Utc>, seconds: f64, slow: bool) 
 }
 
 impl TestApp {
-    async fn post(&self, path: &str, body: &Value) -> Value {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.address))
-            .json(body)
-            .send()
-            .await
-            .expect("sent");
-        let status = response.status();
-        let body: Value = response.json().await.expect("json");
-        assert!(status.is_success(), "{status}: {body}");
-        body
-    }
-
-    /// Trains from `logs` with a training job and waits for it (bounded by [`DEADLINE`]).
-    async fn train(&self, logs: Vec<Value>) {
-        let job = self.post("/api/v1/train", &json!({ "logs": logs })).await;
-        let id = job["job_id"].as_str().expect("a job id").to_owned();
-        let start = Instant::now();
-        loop {
-            let (_, body) = self.get(&format!("/api/v1/train/{id}")).await;
-            let job: Value = serde_json::from_str(&body).expect("json");
-            match job["status"].as_str() {
-                Some("succeeded") => return,
-                Some("failed") => panic!("training failed: {job}"),
-                _ => {}
-            }
-            assert!(start.elapsed() < DEADLINE, "training never finished: {job}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
     /// Sends `seconds` of web_server traffic at `rate` logs per simulated second from
     /// `from` seconds after `start`, a `slow_share` of them breaking the response_time rule, in
     /// batches of 2,000; returns how many the service flagged.
@@ -859,15 +545,8 @@ impl TestApp {
                 })
                 .collect();
             sent += u32::try_from(batch.len()).expect("small");
-            let results = self
-                .post("/api/v1/stream/multi-source", &json!({ "logs": batch }))
-                .await;
-            flagged += results
-                .as_array()
-                .expect("a list")
-                .iter()
-                .filter(|r| r["is_anomaly"] == 1)
-                .count();
+            let results = self.ingest(&batch).await;
+            flagged += results.iter().filter(|r| r["is_anomaly"] == 1).count();
         }
         flagged
     }
@@ -876,18 +555,14 @@ impl TestApp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_normal_traffic_does_not_page_and_a_burst_on_it_pages_once() {
     let webhook = Receiver::start(&[]).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
     let url = webhook.url("/hook");
-    let app = TestApp::spawn(
-        tmp.path(),
-        &[
-            ("GENERIC_WEBHOOK_URL", &url),
-            (
-                "COMPLEX_ALERT_RULES",
-                r#"{"web_server": {"count": 3, "window_seconds": 60}}"#,
-            ),
-        ],
-    )
+    let app = spawn_alerting_app(&[
+        ("GENERIC_WEBHOOK_URL", &url),
+        (
+            "COMPLEX_ALERT_RULES",
+            r#"{"web_server": {"count": 3, "window_seconds": 60}}"#,
+        ),
+    ])
     .await;
     let mut rng = StdRng::seed_from_u64(18);
     // Half an hour ago, on a whole minute: the phases below start on whole traffic buckets.
@@ -896,7 +571,8 @@ async fn busy_normal_traffic_does_not_page_and_a_burst_on_it_pages_once() {
     let training: Vec<Value> = (0..2000)
         .map(|i| access_log(&mut rng, start, f64::from(i) * 0.01, false))
         .collect();
-    app.train(training).await;
+    let job = app.train(&training).await;
+    assert_eq!(job["status"], "succeeded", "training failed: {job}");
 
     // Four simulated minutes at 500 logs/s: the model flags a few tenths of a percent, which the
     // original's 3-in-60-s rule would have paged on minute after minute.
@@ -929,5 +605,5 @@ async fn busy_normal_traffic_does_not_page_and_a_burst_on_it_pages_once() {
         message.contains("expected") && message.contains("Top reason"),
         "{message}"
     );
-    assert_eq!(app.alerts().await.len(), 1);
+    assert_eq!(app.get_alerts().await.len(), 1);
 }

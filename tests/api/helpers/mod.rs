@@ -1,16 +1,24 @@
-//! `spawn_app()`: the real server on 127.0.0.1:0 with a temporary DATA_DIR, and one method per endpoint.
+//! `spawn_app()`: the real server on 127.0.0.1:0 with a temporary DATA_DIR, and one method per endpoint;
+//! `receiver`: local HTTP servers standing in for alert receivers and other peers.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use aioops_mcp_iforest::app::App;
+use aioops_mcp_iforest::app::{App, AppState};
 use aioops_mcp_iforest::settings::{LogFormat, Settings};
 use aioops_mcp_iforest::telemetry;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub mod receiver;
+
+pub use receiver::{Receiver, free_port, serve};
+
+/// Every wait on alerts (a receiver's requests, the alert listing) gives up after this long.
+pub const DEADLINE: Duration = Duration::from_secs(15);
 
 static TRACING: Once = Once::new();
 
@@ -27,6 +35,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
+    /// The running app's state, for tests that drive a stage directly (e.g. `state.alerts`).
+    pub state: AppState,
     vars: HashMap<String, String>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -77,6 +87,7 @@ async fn start(
     let settings = Settings::from_vars(&vars).expect("test settings are valid");
     let app = App::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = rx.await;
@@ -88,6 +99,7 @@ async fn start(
             .build()
             .expect("client"),
         data_dir,
+        state,
         vars,
         shutdown: Some(tx),
         server: Some(server),
@@ -189,6 +201,57 @@ impl TestApp {
             .json()
             .await
             .expect("json")
+    }
+
+    /// Posts a training job (asserting a 202) and returns the job once it has finished.
+    pub async fn train(&self, logs: &[Value]) -> Value {
+        let response = self.post_train(logs).await;
+        assert_eq!(response.status(), 202);
+        let job_id = response.json::<Value>().await.expect("json")["job_id"]
+            .as_str()
+            .expect("job id")
+            .to_owned();
+        self.wait_for_job(&job_id).await
+    }
+
+    /// GET /api/v1/alerts, asserting a 200.
+    pub async fn get_alerts(&self) -> Vec<Value> {
+        let response = self.get("/api/v1/alerts").await;
+        let status = response.status();
+        let body = response.text().await.expect("body");
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body).expect("json");
+        body.as_array().expect("a list").clone()
+    }
+
+    /// Polls GET /api/v1/alerts until `done` holds for the list (bounded by [`DEADLINE`]).
+    pub async fn wait_for_alerts(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let alerts = self.get_alerts().await;
+            if done(&alerts) {
+                return alerts;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "alerts never matched: {alerts:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// GET /api/v1/alerts/stats as JSON.
+    pub async fn alert_stats(&self) -> Value {
+        self.get("/api/v1/alerts/stats")
+            .await
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// The body of a GET as text, whatever its status.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("body")
     }
 
     /// Polls a training job until it has finished (bounded: 30 s).
