@@ -9,6 +9,7 @@ mod anomalies;
 mod cli;
 mod contract;
 mod detection;
+mod faults;
 mod ingest;
 mod learning;
 mod simulator;

@@ -72,6 +72,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
+/// The server on an existing `data_dir` (e.g. one moved from another test app's), with its own
+/// temporary directory kept alive.
+pub async fn spawn_app_in(data_dir: PathBuf, overrides: &[(&str, &str)]) -> TestApp {
+    init_tracing();
+    let tmp = std::sync::Arc::new(tempfile::tempdir().expect("temporary directory"));
+    start(test_vars(&data_dir, overrides), data_dir, tmp).await
+}
+
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     init_tracing();
     let tmp = std::sync::Arc::new(tempfile::tempdir().expect("temporary directory"));
