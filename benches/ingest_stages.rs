@@ -135,6 +135,7 @@ fn stages(c: &mut Criterion) {
         StoreOptions {
             max_recent_anomalies: DEFAULT_MAX_RECENT_ANOMALIES,
             synchronous: Synchronous::Normal,
+            ..StoreOptions::default()
         },
     )
     .expect("store opens");

@@ -8,20 +8,22 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, Request};
-use axum::http::header::CONTENT_LENGTH;
+use axum::http::HeaderMap;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
 
 use crate::api::error::{ApiError, FieldError};
-use crate::parse::{CustomConfig, FormatType, RawLog};
+use crate::parse::{CustomConfig, FormatType, MAX_NAME_CHARS, RawLog};
 
 /// The configured request size limit, taken from the app state.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
-/// A request body read within the size limit, to be decoded as JSON. Any content type is accepted: the
-/// original's clients sometimes send none, and FastAPI decoded them anyway.
+/// A request body read within the size limit, to be decoded as JSON. A body without a content type
+/// is accepted (the original's clients sometimes send none, and FastAPI decoded them anyway); one
+/// declared as anything but JSON is refused with 415 (see `refuse_other_media_types`).
 #[derive(Debug)]
 pub struct JsonBody(pub Bytes);
 
@@ -122,6 +124,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_other_media_types(request.headers())?;
         let BodyLimit(limit) = BodyLimit::from_ref(state);
         let too_large = || {
             ApiError::PayloadTooLarge(format!(
@@ -140,6 +143,78 @@ where
             .await
             .map_err(|_| too_large())?;
         Ok(JsonBody(bytes))
+    }
+}
+
+/// A body declared as anything but JSON is refused (415): browsers send `text/plain`, form and
+/// multipart bodies across origins without asking, so reading them as JSON would let any web
+/// page post logs, feedback or training jobs here (FastAPI closed the same hole in 0.65.2,
+/// CVE-2021-32677). A body without a content type is still read as JSON, as the contract says.
+fn refuse_other_media_types(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(declared) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = declared.to_str().unwrap_or("");
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence.is_empty()
+        || essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        let shown: String = text.chars().take(100).collect();
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {shown:?} is not JSON; send the body as application/json."
+        )))
+    }
+}
+
+/// 413 for a list of `count` items over `MAX_LOGS_PER_REQUEST` (`limit`).
+pub fn too_many(count: usize, what: &str, limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "{count} {what} in one request; the limit is {limit} (MAX_LOGS_PER_REQUEST). Split the batch."
+    ))
+}
+
+/// Pydantic's `string_too_long` for a `service` or `source` at `loc` of `chars` characters. The
+/// input is not echoed back: it may be megabytes.
+pub fn name_too_long(loc: Loc, chars: usize) -> FieldError {
+    FieldError {
+        kind: "string_too_long",
+        loc,
+        msg: format!("String should have at most {MAX_NAME_CHARS} characters"),
+        input: json!(format!("<{chars} characters>")),
+        ctx: Some(json!({ "max_length": MAX_NAME_CHARS })),
+    }
+}
+
+/// Every `service` or `source` over [`MAX_NAME_CHARS`] among `logs` (each with its location),
+/// as one 422.
+///
+/// # Errors
+/// The 422 listing each one.
+pub fn check_names<'a>(logs: impl IntoIterator<Item = (Loc, &'a RawLog)>) -> Result<(), ApiError> {
+    let errors: Vec<FieldError> = logs
+        .into_iter()
+        .flat_map(|(loc, log)| {
+            [("service", &log.service), ("source", &log.source)]
+                .into_iter()
+                .filter_map(move |(field, text)| {
+                    let chars = text.chars().count();
+                    (chars > MAX_NAME_CHARS).then(|| name_too_long(child(&loc, field), chars))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(errors))
     }
 }
 

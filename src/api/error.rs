@@ -33,6 +33,9 @@ pub enum ApiError {
     /// 413 for a body or a batch over its configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 415 for a body declared as something other than JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 422 in FastAPI's list form.
     #[error("request does not fit the schema")]
     Unprocessable(Vec<FieldError>),
@@ -60,6 +63,14 @@ impl From<crate::ingest::IngestError> for ApiError {
         match error {
             IngestError::NoLogs => Self::BadRequest(error.to_string()),
             IngestError::TooManyLogs { .. } => Self::PayloadTooLarge(error.to_string()),
+            IngestError::NameTooLong {
+                index,
+                field,
+                chars,
+            } => Self::unprocessable(crate::api::body::name_too_long(
+                vec![json!("body"), json!("logs"), json!(index), json!(field)],
+                chars,
+            )),
             IngestError::Storage(error) => error.into(),
         }
     }
@@ -79,6 +90,9 @@ impl IntoResponse for ApiError {
             Self::NotFound(message) => (StatusCode::NOT_FOUND, json!(message)),
             Self::Conflict(message) => (StatusCode::CONFLICT, json!(message)),
             Self::PayloadTooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, json!(message)),
+            Self::UnsupportedMediaType(message) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!(message))
+            }
             Self::Unprocessable(errors) => (StatusCode::UNPROCESSABLE_ENTITY, json!(errors)),
             Self::Unavailable(message) => {
                 tracing::error!(error = %message, "Storage cannot serve the request.");
@@ -118,6 +132,23 @@ mod tests {
             body_of(ApiError::Internal(anyhow::anyhow!("disk /secret full"))).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body, json!({"detail": "Internal server error."}));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_name_from_the_ingest_service_is_a_422_at_its_log() {
+        let error = crate::ingest::IngestError::NameTooLong {
+            index: 3,
+            field: "source",
+            chars: 300,
+        };
+        let (status, body) = body_of(error.into()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["detail"][0]["type"], "string_too_long");
+        assert_eq!(
+            body["detail"][0]["loc"],
+            json!(["body", "logs", 3, "source"])
+        );
+        assert_eq!(body["detail"][0]["ctx"]["max_length"], 256);
     }
 
     #[tokio::test]

@@ -12,7 +12,9 @@ use serde::de::{Deserializer, Error as _, Unexpected};
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::api::body::{Checker, JsonBody, body_loc, child, object, objects};
+use crate::api::body::{
+    Checker, JsonBody, body_loc, check_names, child, object, objects, too_many,
+};
 use crate::api::error::ApiError;
 use crate::parse::RawLog;
 use crate::store::FeedbackRecord;
@@ -91,6 +93,14 @@ async fn submit_feedback(
             "No feedback records provided.".to_owned(),
         ));
     }
+    let limit = state.settings.max_logs_per_request;
+    if request.feedback.len() > limit {
+        return Err(too_many(request.feedback.len(), "feedback records", limit));
+    }
+    check_names(request.feedback.iter().enumerate().map(|(index, item)| {
+        let item_loc = child(&child(&body_loc(), "feedback"), index);
+        (child(&item_loc, "log"), &item.log)
+    }))?;
     let received_at = Utc::now();
     let records: Vec<FeedbackRecord> = request
         .feedback

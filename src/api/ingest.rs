@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::api::AppState;
-use crate::api::body::{Checker, JsonBody, body_loc, objects};
+use crate::api::body::{Checker, JsonBody, body_loc, check_names, child, objects};
 use crate::api::error::ApiError;
 use crate::ingest::LogResult;
 use crate::parse::RawLog;
@@ -47,6 +47,13 @@ async fn ingest_logs(
 ) -> Result<Json<Vec<LogResult>>, ApiError> {
     let request = body.decode(IngestRequest::check)?;
     tracing::Span::current().record("logs", request.logs.len());
+    check_names(
+        request
+            .logs
+            .iter()
+            .enumerate()
+            .map(|(index, log)| (child(&child(&body_loc(), "logs"), index), log)),
+    )?;
     let tags = request.tags.map(|tags| {
         tags.into_iter()
             .map(|(k, v)| (k, Value::String(v)))

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::api::body::{Checker, JsonBody, body_loc, objects};
+use crate::api::body::{Checker, JsonBody, body_loc, check_names, child, objects, too_many};
 use crate::api::error::ApiError;
 use crate::learn::JobRefused;
 use crate::parse::RawLog;
@@ -47,6 +47,17 @@ async fn start_training(
             "No logs provided for training.".to_owned(),
         ));
     }
+    let limit = state.settings.max_logs_per_request;
+    if request.logs.len() > limit {
+        return Err(too_many(request.logs.len(), "logs", limit));
+    }
+    check_names(
+        request
+            .logs
+            .iter()
+            .enumerate()
+            .map(|(index, log)| (child(&child(&body_loc(), "logs"), index), log)),
+    )?;
     let job_id = state
         .learner
         .start_job(request.logs)

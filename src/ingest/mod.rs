@@ -15,7 +15,7 @@ pub use self::pipeline::{Counters, LogResult, Pipeline, PipelineLimits};
 use crate::alert::AlertSystem;
 use crate::alert::lifecycle::JudgedEvent;
 use crate::learn::Learner;
-use crate::parse::RawLog;
+use crate::parse::{MAX_NAME_CHARS, RawLog};
 use crate::store::StoreError;
 
 /// Why a batch was not ingested. Nothing of a refused batch is stored, counted or learned.
@@ -29,6 +29,16 @@ pub enum IngestError {
         "{count} logs in one request; the limit is {limit} (MAX_LOGS_PER_REQUEST). Split the batch."
     )]
     TooManyLogs { count: usize, limit: usize },
+    /// A log's `service` or `source` is longer than [`MAX_NAME_CHARS`].
+    #[error(
+        "log {index}: {field} is {chars} characters long; the limit is {limit}",
+        limit = MAX_NAME_CHARS
+    )]
+    NameTooLong {
+        index: usize,
+        field: &'static str,
+        chars: usize,
+    },
     /// The anomalies could not be committed; the batch's results were not returned.
     #[error(transparent)]
     Storage(#[from] StoreError),
@@ -78,6 +88,17 @@ impl IngestService {
             return Err(IngestError::TooManyLogs {
                 count: logs.len(),
                 limit: self.max_logs,
+            });
+        }
+        if let Some((index, (field, chars))) = logs
+            .iter()
+            .enumerate()
+            .find_map(|(index, log)| log.oversized_name().map(|name| (index, name)))
+        {
+            return Err(IngestError::NameTooLong {
+                index,
+                field,
+                chars,
             });
         }
         let outcome = self.pipeline.process(logs, tags).await?;

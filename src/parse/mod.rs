@@ -104,6 +104,10 @@ impl std::str::FromStr for FormatType {
     }
 }
 
+/// The longest `service` and `source` a log may carry, in characters: names, not payloads (a
+/// megabyte-long service name would be kept in every table, window and reservoir it reaches).
+pub const MAX_NAME_CHARS: usize = 256;
+
 /// One log as a client posts it (CONTRACT "RawLog").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RawLog {
@@ -116,6 +120,17 @@ pub struct RawLog {
     /// the batches after it) that spells the same config holds the same value, see [`shared_config`].
     #[serde(default, deserialize_with = "shared_config")]
     pub custom_config: Option<Arc<CustomConfig>>,
+}
+
+impl RawLog {
+    /// The first of `service` and `source` longer than [`MAX_NAME_CHARS`], with its length in
+    /// characters.
+    pub fn oversized_name(&self) -> Option<(&'static str, usize)> {
+        [("service", &self.service), ("source", &self.source)]
+            .into_iter()
+            .map(|(field, text)| (field, text.chars().count()))
+            .find(|(_, chars)| *chars > MAX_NAME_CHARS)
+    }
 }
 
 /// A log's `custom_config`: the JSON value as sent and, once a regex log has used it, its pattern

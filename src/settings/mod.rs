@@ -25,7 +25,7 @@ use crate::detect::baseline::DEFAULT_FALSE_ALARM_BUDGET;
 use crate::detect::rules::RuleSet;
 use crate::forest::Contamination;
 use crate::learn::LearnerConfig;
-pub use crate::store::DEFAULT_MAX_RECENT_ANOMALIES;
+pub use crate::store::{DEFAULT_MAX_FEEDBACK_RECORDS, DEFAULT_MAX_RECENT_ANOMALIES};
 use crate::store::{StoreOptions, Synchronous};
 pub use crate::telemetry::LogFormat;
 
@@ -72,6 +72,8 @@ pub struct Settings {
     pub log_level: String,
     pub log_format: LogFormat,
     pub max_recent_anomalies: usize,
+    /// Feedback labels kept; the oldest beyond it are pruned.
+    pub max_feedback_records: usize,
     /// Accepted for compatibility; feedback lives in the database now.
     pub feedback_store_path: Option<PathBuf>,
     pub max_body_bytes: usize,
@@ -206,6 +208,12 @@ impl Settings {
                 1,
                 100_000_000,
             ),
+            max_feedback_records: r.ranged(
+                "MAX_FEEDBACK_RECORDS",
+                DEFAULT_MAX_FEEDBACK_RECORDS,
+                1,
+                100_000_000,
+            ),
             feedback_store_path: r.text("FEEDBACK_STORE_PATH").map(PathBuf::from),
             max_body_bytes: r.ranged("MAX_BODY_BYTES", 10 * 1024 * 1024, 1024, 1 << 30),
             max_logs_per_request: r.ranged("MAX_LOGS_PER_REQUEST", 10_000, 1, 1_000_000),
@@ -250,6 +258,7 @@ impl Settings {
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             max_recent_anomalies: self.max_recent_anomalies,
+            max_feedback_records: self.max_feedback_records,
             synchronous: self.store_synchronous,
         }
     }

@@ -8,12 +8,14 @@ use super::{
 };
 
 impl Store {
-    /// Stores feedback records in one transaction; returns their ids.
+    /// Stores feedback records in one transaction, pruning the oldest beyond
+    /// `MAX_FEEDBACK_RECORDS` in it; returns their ids.
     pub async fn insert_feedback(
         &self,
         records: Vec<FeedbackRecord>,
     ) -> Result<Vec<i64>, StoreError> {
-        self.write(move |connection, _| {
+        self.write(move |connection, options| {
+            let keep = i64::try_from(options.max_feedback_records).unwrap_or(i64::MAX);
             let transaction = connection.transaction()?;
             let mut ids = Vec::with_capacity(records.len());
             {
@@ -34,6 +36,12 @@ impl Store {
                     ids.push(transaction.last_insert_rowid());
                 }
             }
+            // Feedback is only ever pruned from the oldest end, so its AUTOINCREMENT ids are
+            // contiguous and the newest `keep` rows are those above `MAX(id) - keep`.
+            transaction.execute(
+                "DELETE FROM feedback WHERE id <= (SELECT MAX(id) FROM feedback) - ?1",
+                [keep],
+            )?;
             transaction.commit()?;
             Ok(ids)
         })

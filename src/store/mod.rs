@@ -47,6 +47,10 @@ use crate::sync::lock;
 /// indexed queries in milliseconds; the original's 500 was the limit of rewriting one JSON file.
 pub const DEFAULT_MAX_RECENT_ANOMALIES: usize = 100_000;
 
+/// The default `MAX_FEEDBACK_RECORDS`: far more labels than calibration or a fit needs, a bound
+/// on what repeated feedback posts can make the database hold.
+pub const DEFAULT_MAX_FEEDBACK_RECORDS: usize = 100_000;
+
 /// How long a write waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The health probe must answer quickly even when the database is locked.
@@ -66,6 +70,8 @@ pub enum Synchronous {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub max_recent_anomalies: usize,
+    /// `MAX_FEEDBACK_RECORDS`: the newest labels kept; each insert prunes the oldest beyond it.
+    pub max_feedback_records: usize,
     pub synchronous: Synchronous,
 }
 
@@ -73,6 +79,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_recent_anomalies: DEFAULT_MAX_RECENT_ANOMALIES,
+            max_feedback_records: DEFAULT_MAX_FEEDBACK_RECORDS,
             synchronous: Synchronous::Full,
         }
     }
@@ -361,6 +368,7 @@ pub(crate) mod testing {
             StoreOptions {
                 max_recent_anomalies: keep,
                 synchronous: Synchronous::Normal,
+                ..StoreOptions::default()
             },
         )
         .expect("open")

@@ -246,7 +246,8 @@ async fn json_without_content_type_or_with_charset_is_accepted() {
     for content_type in [
         None,
         Some("application/json; charset=utf-8"),
-        Some("text/plain"),
+        Some("Application/JSON"),
+        Some("application/vnd.aioops+json"),
     ] {
         let response = app
             .post_raw("/api/v1/stream/multi-source", body.clone(), content_type)

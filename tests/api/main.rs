@@ -10,6 +10,7 @@ mod cli;
 mod contract;
 mod detection;
 mod faults;
+mod hostile;
 mod ingest;
 mod learning;
 mod simulator;
