@@ -3,14 +3,12 @@
 //! afterwards, through the API.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{free_port, spawn_app_in, spawn_app_with};
-
-const BIN: &str = env!("CARGO_BIN_EXE_aioops-mcp-iforest");
+use crate::helpers::process::ServiceProcess;
+use crate::helpers::{spawn_app_in, spawn_app_with};
 
 /// A log of `service` that no built-in rule reads: only a model can judge it.
 fn order_log(service: &str, latency_ms: f64, items: f64) -> Value {
@@ -177,45 +175,12 @@ async fn junk_service_names_do_not_lock_a_real_service_out_of_learning() {
     );
 }
 
-/// The service binary on `port`, logging to a file in `dir`.
-fn start_binary(data_dir: &Path, port: u16, log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("API_HOST", "127.0.0.1")
-        .env("API_PORT", port.to_string())
-        .env("DATA_DIR", data_dir)
-        .env("RETRAIN_INTERVAL_SECONDS", "0")
-        .env("LOG_FORMAT", "text")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the service starts")
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if let Ok(response) = client.get(format!("{base}/health")).send().await
-            && response.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the service did not become healthy in 30 s");
-}
-
 #[tokio::test]
 async fn a_training_job_killed_mid_way_leaves_all_of_its_models_or_none() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data_dir = tmp.path().join("data");
-    let port = free_port().await.port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut service = start_binary(&data_dir, port, &tmp.path().join("first.log"));
-    wait_healthy(&client, &base).await;
+    let mut service = ServiceProcess::start(&data_dir, &tmp.path().join("first.log"), &[]).await;
+    let (base, client) = (service.base.clone(), service.client.clone());
 
     // 120 services of 60 logs: the job takes a while to fit and to save.
     let logs: Vec<Value> = (0..120)
@@ -248,11 +213,10 @@ async fn a_training_job_killed_mid_way_leaves_all_of_its_models_or_none() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    service.kill().expect("SIGKILL");
-    service.wait().expect("reaped");
+    service.kill();
 
-    let mut service = start_binary(&data_dir, port, &tmp.path().join("second.log"));
-    wait_healthy(&client, &base).await;
+    let mut service = ServiceProcess::start(&data_dir, &tmp.path().join("second.log"), &[]).await;
+    let base = service.base.clone();
     let job: Value = client
         .get(format!("{base}/api/v1/train/{job_id}"))
         .send()
@@ -275,8 +239,7 @@ async fn a_training_job_killed_mid_way_leaves_all_of_its_models_or_none() {
         .iter()
         .filter(|m| m["job_id"] == job_id.as_str())
         .count();
-    service.kill().expect("stop");
-    service.wait().expect("reaped");
+    service.kill();
 
     eprintln!("killed job: {} with {of_job} models", job["status"]);
     match job["status"].as_str() {
