@@ -86,6 +86,7 @@ impl App {
             counters: Arc::new(Counters::default()),
             limits: PipelineLimits {
                 max_raw_log_bytes: settings.max_raw_log_bytes,
+                max_stored_anomaly_bytes: settings.max_stored_anomaly_bytes,
             },
         };
         let address = SocketAddr::new(settings.api_host, settings.api_port);

@@ -149,12 +149,14 @@ def test_service_selects_the_server_pods_only(render):
     assert pod_labels["app.kubernetes.io/name"] == "aioops-mcp-iforest"
 
 
-def test_probes_use_health_on_the_container_port(render):
+def test_probes_use_the_container_port_and_only_readiness_checks_storage(render):
     deployment = render().one("Deployment")
     server = container(deployment["spec"]["template"]["spec"], "server")
     assert server["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert server[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
+    # A full disk makes /health 503: that must take the pod out of the Service, not restart it.
+    for probe in ("startupProbe", "livenessProbe"):
+        assert server[probe]["httpGet"] == {"path": "/", "port": "http"}, probe
+    assert server["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
 
 
 def test_api_port_in_env_moves_the_container_port(render):

@@ -2,16 +2,24 @@
 
 use std::collections::HashMap;
 
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDateTime, Utc};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use crate::api::AppState;
 use crate::api::error::{ApiError, FieldError};
 use crate::detect::DetectorKind;
-use crate::store::{AnomalyOrder, AnomalyQuery, AnomalyRecord};
+use crate::store::{AnomalyOrder, AnomalyQuery, AnomalyRecord, StoreError};
 
 /// The most records one GET returns.
 pub const MAX_LIMIT: usize = 10_000;
@@ -121,13 +129,116 @@ fn parse_instant(raw: &str) -> Option<DateTime<Utc>> {
         .map(|naive| naive.and_utc())
 }
 
+/// The listing goes out in pieces of about this size.
+const LISTING_CHUNK_BYTES: usize = 64 * 1024;
+/// Pieces serialised ahead of the client: a listing holds at most this many (plus one record) in
+/// memory, whatever its limit and however large its records.
+const LISTING_CHUNKS_AHEAD: usize = 2;
+
+/// Streams the JSON array from the database: the first piece is awaited before the status is
+/// sent, so a query that fails at once is still a clean error; a failure later cuts the response
+/// short (the client sees a truncated body, never a well-formed partial list).
 async fn list_anomalies(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<AnomalyRecord>>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = parse_query(&params)?;
-    let records = state.store.list_anomalies(query).await?;
-    Ok(Json(records))
+    let (sender, mut pieces) = mpsc::channel(LISTING_CHUNKS_AHEAD);
+    let writer = ListingWriter {
+        buffer: Vec::with_capacity(LISTING_CHUNK_BYTES),
+        first: true,
+        sender: sender.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        patience: state.settings.request_timeout,
+        gone: false,
+    };
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        match store
+            .scan_anomalies(query, writer, ListingWriter::push)
+            .await
+        {
+            Ok(writer) => writer.finish().await,
+            Err(error) => {
+                let _ = sender.send(Err(error)).await;
+            }
+        }
+    });
+    let first = match pieces.recv().await {
+        Some(Ok(piece)) => piece,
+        Some(Err(error)) => return Err(error.into()),
+        None => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "the anomaly listing ended before it began"
+            )));
+        }
+    };
+    let rest = futures_util::stream::unfold(pieces, |mut pieces| async move {
+        let piece = pieces.recv().await?;
+        if let Err(error) = &piece {
+            tracing::error!(%error, "An anomaly listing failed mid-way; its response is cut short.");
+        }
+        Some((piece, pieces))
+    });
+    let body = futures_util::stream::iter([Ok::<Bytes, StoreError>(first)]).chain(rest);
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Serialises records into pieces of the listing's JSON array and hands them to the response as
+/// the client takes them. Runs on the store's blocking thread.
+struct ListingWriter {
+    buffer: Vec<u8>,
+    first: bool,
+    sender: mpsc::Sender<Result<Bytes, StoreError>>,
+    runtime: tokio::runtime::Handle,
+    /// How long a client may leave a piece untaken before the listing is abandoned.
+    patience: Duration,
+    gone: bool,
+}
+
+impl ListingWriter {
+    fn push(&mut self, record: AnomalyRecord) -> ControlFlow<()> {
+        self.buffer.push(if self.first { b'[' } else { b',' });
+        self.first = false;
+        if let Err(error) = serde_json::to_writer(&mut self.buffer, &record) {
+            tracing::error!(%error, id = record.id, "An anomaly could not be serialised.");
+            self.buffer.extend_from_slice(b"null");
+        }
+        if self.buffer.len() < LISTING_CHUNK_BYTES {
+            return ControlFlow::Continue(());
+        }
+        let piece = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(LISTING_CHUNK_BYTES),
+        ));
+        let sent = self.runtime.block_on(tokio::time::timeout(
+            self.patience,
+            self.sender.send(Ok(piece)),
+        ));
+        if matches!(sent, Ok(Ok(()))) {
+            ControlFlow::Continue(())
+        } else {
+            // The client went away, or took nothing for a whole request timeout.
+            self.gone = true;
+            ControlFlow::Break(())
+        }
+    }
+
+    async fn finish(mut self) {
+        if self.gone {
+            return;
+        }
+        if self.first {
+            self.buffer.push(b'[');
+        }
+        self.buffer.push(b']');
+        let piece = Bytes::from(self.buffer);
+        let _ = tokio::time::timeout(self.patience, self.sender.send(Ok(piece))).await;
+    }
 }
 
 async fn clear_anomalies(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -39,9 +39,10 @@ pub enum ApiError {
     /// 422 in FastAPI's list form.
     #[error("request does not fit the schema")]
     Unprocessable(Vec<FieldError>),
-    /// 503 when storage cannot serve.
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
+    /// 503 when storage cannot serve for now: `detail` says why to the client, `cause` goes to
+    /// the log.
+    #[error("service unavailable: {cause}")]
+    Unavailable { detail: &'static str, cause: String },
     /// 500: the client gets a generic detail, the log gets the whole chain.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -49,8 +50,11 @@ pub enum ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
-        if error.is_unavailable() {
-            Self::Unavailable(error.to_string())
+        if let Some(detail) = error.unavailable_reason() {
+            Self::Unavailable {
+                detail,
+                cause: error.to_string(),
+            }
         } else {
             Self::Internal(anyhow::Error::new(error))
         }
@@ -94,12 +98,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!(message))
             }
             Self::Unprocessable(errors) => (StatusCode::UNPROCESSABLE_ENTITY, json!(errors)),
-            Self::Unavailable(message) => {
-                tracing::error!(error = %message, "Storage cannot serve the request.");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!("Storage is unavailable; try again later."),
-                )
+            Self::Unavailable { detail, cause } => {
+                tracing::error!(error = %cause, "Storage cannot serve the request.");
+                (StatusCode::SERVICE_UNAVAILABLE, json!(detail))
             }
             Self::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "Request failed.");
@@ -132,6 +133,18 @@ mod tests {
             body_of(ApiError::Internal(anyhow::anyhow!("disk /secret full"))).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body, json!({"detail": "Internal server error."}));
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_a_503_that_says_so() {
+        let full = crate::store::StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        let (status, body) = body_of(full.into()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let detail = body["detail"].as_str().expect("a sentence");
+        assert!(detail.contains("disk holding DATA_DIR is full"), "{detail}");
     }
 
     #[tokio::test]

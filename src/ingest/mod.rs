@@ -5,6 +5,7 @@
 //! of HTTP: its errors are [`IngestError`], which each front door maps to its own protocol.
 
 pub mod pipeline;
+mod stored;
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 
 pub use self::pipeline::{Counters, LogResult, Pipeline, PipelineLimits};
+pub use self::stored::DEFAULT_MAX_STORED_ANOMALY_BYTES;
 use crate::alert::AlertSystem;
 use crate::alert::lifecycle::JudgedEvent;
 use crate::learn::Learner;

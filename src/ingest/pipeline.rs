@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::stored::bound_stored_text;
 use crate::detect::baseline::Reason;
 use crate::detect::rules::RuleViolation;
 use crate::detect::{Detector, DetectorKind, JudgedLog};
@@ -48,6 +49,8 @@ pub struct Counters {
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineLimits {
     pub max_raw_log_bytes: usize,
+    /// `MAX_STORED_ANOMALY_BYTES`: see [`super::stored`].
+    pub max_stored_anomaly_bytes: usize,
 }
 
 /// What a batch produced besides its results: the anomalies as stored, for the rate tracker.
@@ -91,7 +94,11 @@ impl Pipeline {
         let anomalies: Vec<AnomalyRecord> = judged
             .iter()
             .filter(|log| log.verdict.is_anomaly())
-            .map(|log| anomaly_record(log, received_at, tags.as_ref()))
+            .map(|log| {
+                let mut record = anomaly_record(log, received_at, tags.as_ref());
+                bound_stored_text(&mut record, self.limits.max_stored_anomaly_bytes);
+                record
+            })
             .collect();
         let anomalies = self.store.store_anomalies(anomalies).await?;
         self.counters

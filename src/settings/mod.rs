@@ -24,9 +24,10 @@ use crate::alert::retry::RetryPolicy;
 use crate::detect::baseline::DEFAULT_FALSE_ALARM_BUDGET;
 use crate::detect::rules::RuleSet;
 use crate::forest::Contamination;
+use crate::ingest::DEFAULT_MAX_STORED_ANOMALY_BYTES;
 use crate::learn::LearnerConfig;
 pub use crate::store::{DEFAULT_MAX_FEEDBACK_RECORDS, DEFAULT_MAX_RECENT_ANOMALIES};
-use crate::store::{StoreOptions, Synchronous};
+use crate::store::{IntegrityCheck, StoreOptions, Synchronous};
 pub use crate::telemetry::LogFormat;
 
 /// Every setting of the service, typed.
@@ -88,6 +89,12 @@ pub struct Settings {
     pub reservoir_size: usize,
     pub regex_cache_size: usize,
     pub store_synchronous: Synchronous,
+    /// `/health` answers 503 when the disk holding DATA_DIR has less free space; 0: not checked.
+    pub min_free_disk_bytes: u64,
+    /// The most text (raw log, message, attributes and tags) one stored anomaly keeps.
+    pub max_stored_anomaly_bytes: usize,
+    /// How thoroughly the database is checked before the service starts.
+    pub startup_integrity_check: IntegrityCheck,
 }
 
 /// Start-up refused: every bad variable, one line each.
@@ -232,6 +239,22 @@ impl Settings {
                 Synchronous::Full,
                 &[("full", Synchronous::Full), ("normal", Synchronous::Normal)],
             ),
+            min_free_disk_bytes: r.ranged("MIN_FREE_DISK_BYTES", 64 << 20, 0, 1 << 50) as u64,
+            max_stored_anomaly_bytes: r.ranged(
+                "MAX_STORED_ANOMALY_BYTES",
+                DEFAULT_MAX_STORED_ANOMALY_BYTES,
+                1024,
+                64 << 20,
+            ),
+            startup_integrity_check: r.choice(
+                "STARTUP_INTEGRITY_CHECK",
+                IntegrityCheck::Quick,
+                &[
+                    ("quick", IntegrityCheck::Quick),
+                    ("full", IntegrityCheck::Full),
+                    ("off", IntegrityCheck::Off),
+                ],
+            ),
         };
         if settings.alert_retry_max < settings.alert_retry_initial {
             reader.problems.push(format!(
@@ -260,6 +283,7 @@ impl Settings {
             max_recent_anomalies: self.max_recent_anomalies,
             max_feedback_records: self.max_feedback_records,
             synchronous: self.store_synchronous,
+            integrity_check: self.startup_integrity_check,
         }
     }
 

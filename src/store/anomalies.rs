@@ -1,5 +1,6 @@
 //! The anomalies table: group commit, retention and the queries of GET /api/v1/anomalies.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use rusqlite::{Connection, Row, params};
@@ -52,42 +53,45 @@ impl Store {
         })?
     }
 
+    /// The anomalies `query` selects, collected (tests and small listings; the API streams them
+    /// with [`Store::scan_anomalies`]).
     pub async fn list_anomalies(
         &self,
         query: AnomalyQuery,
     ) -> Result<Vec<AnomalyRecord>, StoreError> {
+        let collected = self
+            .scan_anomalies(query, Vec::new(), |records, record| {
+                records.push(record);
+                ControlFlow::Continue(())
+            })
+            .await?;
+        Ok(collected)
+    }
+
+    /// Hands the anomalies `query` selects to `visit` one at a time, in order, on a blocking
+    /// thread, within one read transaction; `visit` returns `Break` to stop early. Only one record
+    /// is in memory at a time, whatever the limit and however large the records. Returns `state`
+    /// as `visit` left it.
+    pub async fn scan_anomalies<S, F>(
+        &self,
+        query: AnomalyQuery,
+        mut state: S,
+        mut visit: F,
+    ) -> Result<S, StoreError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, AnomalyRecord) -> ControlFlow<()> + Send + 'static,
+    {
         self.read(move |connection| {
-            let mut sql = String::from(
-                "SELECT id, timestamp, service, source, log_level, message, anomaly_score, rule_violation, \
-                 detector, violations, features, raw_log, metadata, context, reasons FROM anomalies WHERE 1 = 1",
-            );
-            let mut values: Vec<rusqlite::types::Value> = Vec::new();
-            if let Some(service) = &query.service {
-                sql.push_str(" AND service = ?");
-                values.push(service.clone().into());
-            }
-            if let Some(since) = &query.since {
-                sql.push_str(" AND timestamp_ms >= ?");
-                values.push(since.timestamp_millis().into());
-            }
-            if let Some(detector) = query.detector {
-                sql.push_str(" AND detector = ?");
-                values.push(detector.as_str().to_owned().into());
-            }
-            sql.push_str(match query.order {
-                AnomalyOrder::Time => " ORDER BY timestamp_ms DESC, id DESC",
-                // Rule anomalies of a service without a model have no score: they come last.
-                AnomalyOrder::Score => " ORDER BY anomaly_score IS NULL, anomaly_score ASC, id DESC",
-            });
-            sql.push_str(" LIMIT ?");
-            values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
+            let (sql, values) = listing_sql(&query);
             let mut statement = connection.prepare_cached(&sql)?;
             let mut rows = statement.query(rusqlite::params_from_iter(values))?;
-            let mut records = Vec::new();
             while let Some(row) = rows.next()? {
-                records.push(anomaly_from_row(row)?);
+                if visit(&mut state, anomaly_from_row(row)?).is_break() {
+                    break;
+                }
             }
-            Ok(records)
+            Ok(state)
         })
         .await
     }
@@ -105,6 +109,35 @@ impl Store {
         })
         .await
     }
+}
+
+/// The SELECT of a listing and its parameters.
+fn listing_sql(query: &AnomalyQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from(
+        "SELECT id, timestamp, service, source, log_level, message, anomaly_score, rule_violation, \
+         detector, violations, features, raw_log, metadata, context, reasons FROM anomalies WHERE 1 = 1",
+    );
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(service) = &query.service {
+        sql.push_str(" AND service = ?");
+        values.push(service.clone().into());
+    }
+    if let Some(since) = &query.since {
+        sql.push_str(" AND timestamp_ms >= ?");
+        values.push(since.timestamp_millis().into());
+    }
+    if let Some(detector) = query.detector {
+        sql.push_str(" AND detector = ?");
+        values.push(detector.as_str().to_owned().into());
+    }
+    sql.push_str(match query.order {
+        AnomalyOrder::Time => " ORDER BY timestamp_ms DESC, id DESC",
+        // Rule anomalies of a service without a model have no score: they come last.
+        AnomalyOrder::Score => " ORDER BY anomaly_score IS NULL, anomaly_score ASC, id DESC",
+    });
+    sql.push_str(" LIMIT ?");
+    values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
+    (sql, values)
 }
 
 /// Deletes the oldest anomalies beyond `keep`, in the caller's transaction.

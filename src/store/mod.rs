@@ -67,12 +67,23 @@ pub enum Synchronous {
     Normal,
 }
 
+/// `STARTUP_INTEGRITY_CHECK`: what is checked before the service starts on an existing database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegrityCheck {
+    /// `PRAGMA quick_check`: every page and record is well formed (not the indexes' contents).
+    Quick,
+    /// `PRAGMA integrity_check`: the quick check plus every index against its table.
+    Full,
+    Off,
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub max_recent_anomalies: usize,
     /// `MAX_FEEDBACK_RECORDS`: the newest labels kept; each insert prunes the oldest beyond it.
     pub max_feedback_records: usize,
     pub synchronous: Synchronous,
+    pub integrity_check: IntegrityCheck,
 }
 
 impl Default for StoreOptions {
@@ -81,6 +92,7 @@ impl Default for StoreOptions {
             max_recent_anomalies: DEFAULT_MAX_RECENT_ANOMALIES,
             max_feedback_records: DEFAULT_MAX_FEEDBACK_RECORDS,
             synchronous: Synchronous::Full,
+            integrity_check: IntegrityCheck::Quick,
         }
     }
 }
@@ -106,6 +118,16 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "the database {path} is damaged ({check} found: {findings}); restore it from a backup, \
+         or move it aside to start with an empty history (STARTUP_INTEGRITY_CHECK=off starts \
+         on it anyway, at the risk of wrong or partial answers)"
+    )]
+    Damaged {
+        path: PathBuf,
+        check: &'static str,
+        findings: String,
+    },
     #[error("the database is closed")]
     Closed,
     #[error("background task failed: {0}")]
@@ -113,15 +135,27 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the failure is temporary (locked database, shutting down): callers answer 503.
+    /// Whether the failure is temporary (locked database, full disk, shutting down): callers
+    /// answer 503.
     pub fn is_unavailable(&self) -> bool {
+        self.unavailable_reason().is_some()
+    }
+
+    /// What a client is told when the failure is temporary; `None` when it is not.
+    pub fn unavailable_reason(&self) -> Option<&'static str> {
         match self {
-            Self::Closed => true,
-            Self::Sqlite(rusqlite::Error::SqliteFailure(error, _)) => matches!(
-                error.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ),
-            _ => false,
+            Self::Closed => Some("The service is shutting down; try another replica or retry."),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(error, _)) => match error.code {
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                    Some("The database is locked by another process; retry shortly.")
+                }
+                rusqlite::ErrorCode::DiskFull => Some(
+                    "The disk holding DATA_DIR is full: nothing was stored. Free space there \
+                     (or lower MAX_RECENT_ANOMALIES), then retry.",
+                ),
+                _ => None,
+            },
+            _ => None,
         }
     }
 }
@@ -197,6 +231,7 @@ impl Store {
             Synchronous::Normal => "NORMAL",
         };
         writer.pragma_update(None, "synchronous", synchronous)?;
+        check_integrity(&writer, path, options.integrity_check)?;
         schema::migrate(&mut writer)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -275,6 +310,16 @@ impl Store {
         .await
     }
 
+    /// Bytes an unprivileged writer can still use on the file system holding the database.
+    ///
+    /// # Errors
+    /// The file system cannot be queried.
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        let directory = self.inner.path.parent().unwrap_or(Path::new("."));
+        let stats = rustix::fs::statvfs(directory)?;
+        Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+
     /// Checkpoints the WAL and closes every connection. Later calls fail with
     /// [`StoreError::Closed`]; calling it twice is harmless.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
@@ -292,6 +337,47 @@ impl Store {
         })
         .await
         .map_err(|error| StoreError::Background(error.to_string()))?
+    }
+}
+
+/// Refuses a damaged database before anything reads or migrates it: a damaged page otherwise
+/// surfaces as missing rows in time-ordered reads, with no error at all.
+fn check_integrity(
+    connection: &Connection,
+    path: &Path,
+    check: IntegrityCheck,
+) -> Result<(), StoreError> {
+    let (pragma, check) = match check {
+        IntegrityCheck::Off => return Ok(()),
+        IntegrityCheck::Quick => ("PRAGMA quick_check(20)", "quick_check"),
+        IntegrityCheck::Full => ("PRAGMA integrity_check(20)", "integrity_check"),
+    };
+    let damaged = |findings: String| StoreError::Damaged {
+        path: path.to_path_buf(),
+        check,
+        findings,
+    };
+    let findings: Vec<String> = match connection.prepare(pragma).and_then(|mut statement| {
+        statement
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()
+    }) {
+        Ok(findings) => findings,
+        // A header or schema page so broken that the check cannot even run.
+        Err(rusqlite::Error::SqliteFailure(error, message))
+            if matches!(
+                error.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            return Err(damaged(message.unwrap_or_else(|| error.to_string())));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if findings.len() == 1 && findings[0] == "ok" {
+        Ok(())
+    } else {
+        Err(damaged(findings.join("; ")))
     }
 }
 

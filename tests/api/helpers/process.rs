@@ -13,7 +13,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_aioops-mcp-iforest");
 pub struct ServiceProcess {
     pub base: String,
     pub client: reqwest::Client,
-    pub data_dir: PathBuf,
     pub log: PathBuf,
     child: Child,
 }
@@ -47,7 +46,6 @@ impl ServiceProcess {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("client"),
-            data_dir: data_dir.to_path_buf(),
             log: log.to_path_buf(),
             child,
         };
@@ -90,11 +88,6 @@ impl ServiceProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
-    /// Whether the process still runs.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
 }
 
 impl Drop for ServiceProcess {
@@ -109,7 +102,13 @@ pub fn peak_rss_bytes(pid: u32) -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map(|kib| kib * 1024)
         .expect("VmHWM in /proc/PID/status")
 }

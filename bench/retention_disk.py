@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Measures what retention costs on disk: starts the service binary on a fresh DATA_DIR, stores
+COUNT anomalies of one kind, and reports the database's size on disk (file + WAL) per record.
+
+  python3 bench/retention_disk.py BINARY COUNT KIND [VAR=value ...]
+  KIND: typical  -- the simulator's web_server log over its response-time rule (~300-byte raw log)
+        worst    -- a 64 KiB JSON log (MAX_RAW_LOG_BYTES) with 200 text attributes, the largest a
+                    log can be; what is kept of it is bounded by MAX_STORED_ANOMALY_BYTES
+e.g. python3 bench/retention_disk.py target/release/aioops-mcp-iforest 20000 worst
+
+Prints one RESULT line: kind, records stored, bytes on disk, bytes per record.
+"""
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def typical(rng, i):
+    return {"raw_log": json.dumps({
+        "timestamp": "2024-01-15T10:00:%02dZ" % rng.randint(0, 59), "level": "ERROR",
+        "message": "GET /api/v1/users/%d" % rng.randint(1, 999), "response_time": rng.randint(2500, 6000),
+        "bytes_out": rng.randint(200, 20000), "status": 500, "error_rate": round(rng.uniform(0, 0.05), 3),
+        "request_id": "req-%08x" % rng.getrandbits(32), "host": "web-%d" % rng.randint(1, 4)}),
+        "service": "web_server", "source": "nginx", "format_type": "json"}
+
+
+def worst(rng, i):
+    log = {"level": "ERROR", "response_time": 9000, "error_rate": 0.5}
+    for a in range(200):
+        log["attr_%03d" % a] = "v%d-%s" % (a, "y" * 40)
+    filler = 64 * 1024 - len(json.dumps(log)) - 40
+    log["message"] = "%08d " % i + "".join(rng.choice("abcdefghij ") for _ in range(filler))
+    return {"raw_log": json.dumps(log), "service": "web_server", "source": "nginx", "format_type": "json"}
+
+
+def post(url, logs):
+    body = json.dumps({"logs": logs}).encode()
+    request = urllib.request.Request(url, body, {"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        results = json.load(response)
+    return sum(r["is_anomaly"] for r in results)
+
+
+def main():
+    binary, count, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    make = {"typical": typical, "worst": worst}[kind]
+    extra = dict(v.split("=", 1) for v in sys.argv[4:])
+    work = tempfile.mkdtemp()
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", ""), "DATA_DIR": work + "/data", "API_HOST": "127.0.0.1",
+           "API_PORT": str(port), "LOG_LEVEL": "error", "RETRAIN_INTERVAL_SECONDS": "0",
+           "STORE_SYNCHRONOUS": "normal", "MAX_RECENT_ANOMALIES": str(count), **extra}
+    service = subprocess.Popen([binary], env=env)
+    try:
+        base = "http://127.0.0.1:%d" % port
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(base + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        rng = random.Random(7)
+        batch = 100 if kind == "typical" else 50
+        stored = 0
+        while stored < count:
+            stored += post(base + "/api/v1/stream/multi-source",
+                           [make(rng, stored + j) for j in range(min(batch, count - stored))])
+    finally:
+        service.terminate()
+        service.wait(30)
+    data = work + "/data"
+    size = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)
+               if f.startswith("aioops.db"))
+    shutil.rmtree(work)
+    print("RESULT kind=%s records=%d bytes_on_disk=%d bytes_per_record=%d"
+          % (kind, stored, size, size // max(stored, 1)))
+
+
+if __name__ == "__main__":
+    main()
