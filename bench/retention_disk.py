@@ -8,6 +8,7 @@ COUNT anomalies of one kind, and reports the database's size on disk (file + WAL
                     log can be; what is kept of it is bounded by MAX_STORED_ANOMALY_BYTES
 e.g. python3 bench/retention_disk.py target/release/aioops-mcp-iforest 20000 worst
 
+KEEP_DATA=1 keeps the data directory (e.g. to time the start-up integrity check on it).
 Prints one RESULT line: kind, records stored, bytes on disk, bytes per record.
 """
 import json
@@ -84,7 +85,10 @@ def main():
     data = work + "/data"
     size = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)
                if f.startswith("aioops.db"))
-    shutil.rmtree(work)
+    if os.environ.get("KEEP_DATA"):
+        print("kept", data)
+    else:
+        shutil.rmtree(work)
     print("RESULT kind=%s records=%d bytes_on_disk=%d bytes_per_record=%d"
           % (kind, stored, size, size // max(stored, 1)))
 

@@ -6,9 +6,10 @@ use serde_json::{Map, Value, json};
 
 use crate::store::AnomalyRecord;
 
-/// 32 KiB: room for any ordinary log whole (the simulator's are under 1 KiB); a 64 KiB stack trace
-/// keeps its first half.
-pub const DEFAULT_MAX_STORED_ANOMALY_BYTES: usize = 32 * 1024;
+/// 8 KiB: room for any ordinary log whole (the simulator's are under 1 KiB) and the top of a stack
+/// trace; at the default retention of 100,000 records the worst case measures ~0.9 GB on disk,
+/// inside the chart's 1 Gi volume (README, "Retention on disk").
+pub const DEFAULT_MAX_STORED_ANOMALY_BYTES: usize = 8 * 1024;
 
 /// The metadata (attributes, tags) and the message each get at most this share of the bound; the
 /// raw log gets the rest, so it is cut last.

@@ -43,8 +43,9 @@ pub use records::{
 use crate::store::anomalies::GroupCommit;
 use crate::sync::lock;
 
-/// The default `MAX_RECENT_ANOMALIES`: SQLite keeps 100,000 records (~100 MB at 1 KB each) with
-/// indexed queries in milliseconds; the original's 500 was the limit of rewriting one JSON file.
+/// The default `MAX_RECENT_ANOMALIES`: SQLite keeps 100,000 records (measured: ~74 MB of typical
+/// anomalies, ~0.9 GB at the default `MAX_STORED_ANOMALY_BYTES` worst case) with indexed queries in
+/// milliseconds; the original's 500 was the limit of rewriting one JSON file.
 pub const DEFAULT_MAX_RECENT_ANOMALIES: usize = 100_000;
 
 /// The default `MAX_FEEDBACK_RECORDS`: far more labels than calibration or a fit needs, a bound
