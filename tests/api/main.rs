@@ -13,5 +13,6 @@ mod faults;
 mod hostile;
 mod ingest;
 mod learning;
+mod limits;
 mod simulator;
 mod simulator_e2e;
