@@ -11,7 +11,9 @@
 //! - Feedback: labeled-normal logs join the service's next training set, labeled anomalies are taken out
 //!   of it, and with enough labels of both kinds the threshold is calibrated on them ([`calibrate`]).
 //!
-//! Memory is bounded: at most `MAX_TRACKED_SERVICES` reservoirs of at most `RESERVOIR_SIZE` logs. When
+//! Memory is bounded: at most `MAX_TRACKED_SERVICES` reservoirs of at most `RESERVOIR_SIZE` logs,
+//! each row at most `MAX_FEATURES_PER_SERVICE` features wide ([`sample`]; env.example gives the
+//! measured bytes per row). When
 //! the table is full, the slot of a service idle for `TRACKED_SERVICE_IDLE_SECONDS` goes to a new
 //! one ([`tracked`]); until then, logs of services past the cap are still judged (rules, and a
 //! model trained by a job), but do not feed automatic training; the first such service is logged
