@@ -43,7 +43,7 @@ async fn post(service: &ServiceProcess, path: &str, body: &Value) -> reqwest::Re
 async fn a_request_with_2000_distinct_patterns_is_refused_naming_the_limit_in_bounded_memory() {
     // Arrange
     let tmp = tempfile::tempdir().expect("temporary directory");
-    let service = ServiceProcess::start(
+    let mut service = ServiceProcess::start(
         &tmp.path().join("data"),
         &tmp.path().join("service.log"),
         &[],
@@ -70,7 +70,11 @@ async fn a_request_with_2000_distinct_patterns_is_refused_naming_the_limit_in_bo
         assert!(detail.contains("the limit is 32"), "{detail}");
     }
     let peak = service.peak_rss_bytes();
+    eprintln!("peak RSS {} MiB", peak >> 20);
     assert!(peak < PEAK_RSS_LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
+    assert!(service.is_running());
+    let models = std::fs::read_dir(service.data_dir.join("models")).map_or(0, Iterator::count);
+    assert_eq!(models, 0, "the refused training request started no job");
     let health = service
         .client
         .get(service.url("/health"))
@@ -219,6 +223,7 @@ async fn wide_logs_keep_memory_bounded_through_ingest_and_fits() {
         "{job}"
     );
     let peak = service.peak_rss_bytes();
+    eprintln!("peak RSS {} MiB", peak >> 20);
     assert!(peak < PEAK_RSS_LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
     let metrics: Value = service
         .client
