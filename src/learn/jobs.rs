@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::Learner;
 use super::sample::FeatureWidth;
-use crate::detect::baseline::{Sample, sample_of};
+use crate::detect::baseline::Sample;
 use crate::detect::models::ModelSource;
 use crate::parse::{Parser, RawLog, TooManyPatterns, check_patterns};
 use crate::store::{JobStatus, StoreError, TrainingJobRecord};
@@ -158,8 +158,8 @@ fn group_by_service(
                 let (rows, names, left_out) = groups
                     .entry(raw.service)
                     .or_insert_with(|| (Vec::new(), FeatureWidth::new(width), 0));
-                let mut sample = sample_of(&parsed);
-                *left_out += names.admit(&mut sample);
+                let (sample, dropped) = names.sample_of(&parsed);
+                *left_out += dropped;
                 rows.push(sample);
             }
             Err(_) => unparseable += 1,

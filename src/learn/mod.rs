@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::detect::baseline::{Sample, sample_of};
+use crate::detect::baseline::Sample;
 use crate::detect::models::ModelSource;
 use crate::detect::{Detector, DetectorKind, JudgedLog};
 use crate::forest::{Contamination, ForestError, ModelFileError};
@@ -254,7 +254,7 @@ impl Learner {
                 };
                 let down_weight = (log.verdict.detector == Some(DetectorKind::Model) && mature())
                     .then_some(FLAGGED_SAMPLE_EVERY);
-                let left_out = reservoir.offer_with(down_weight, || sample_of(&log.parsed));
+                let left_out = reservoir.offer(down_weight, &log.parsed);
                 self.left_out_for_width(service, left_out);
                 if self.wants_automatic_fit(service, reservoir.len()) {
                     ready.push(service.to_owned());

@@ -84,7 +84,7 @@ mod tests {
     use crate::learn::dataset::FeatureRow;
 
     fn row(value: f64) -> FeatureRow {
-        FeatureRow::from([("x".to_owned(), value)])
+        FeatureRow::from([("x".into(), value)])
     }
 
     #[test]
