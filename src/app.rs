@@ -14,7 +14,7 @@ use crate::api;
 pub use crate::api::AppState;
 use crate::detect::Detector;
 use crate::ingest::IngestService;
-use crate::ingest::{Counters, Pipeline, PipelineLimits};
+use crate::ingest::{BatchLimits, Counters, Pipeline, PipelineLimits};
 use crate::learn::Learner;
 use crate::parse::Parser;
 use crate::settings::Settings;
@@ -63,7 +63,7 @@ impl App {
                  marked succeeded; their reports were lost."
             );
         }
-        let parser = Arc::new(Parser::new(settings.regex_cache_size));
+        let parser = Arc::new(Parser::with_limits(settings.parse_limits()));
         let detector = Arc::new(Detector::new(
             settings.alert_conditions.clone(),
             settings.anomaly_threshold,
@@ -104,7 +104,10 @@ impl App {
             pipeline.clone(),
             alerts.clone(),
             Arc::clone(&learner),
-            settings.max_logs_per_request,
+            BatchLimits {
+                max_logs: settings.max_logs_per_request,
+                max_patterns: settings.max_patterns_per_request,
+            },
         );
         let state = AppState {
             settings: Arc::new(settings),

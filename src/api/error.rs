@@ -66,7 +66,9 @@ impl From<crate::ingest::IngestError> for ApiError {
         use crate::ingest::IngestError;
         match error {
             IngestError::NoLogs => Self::BadRequest(error.to_string()),
-            IngestError::TooManyLogs { .. } => Self::PayloadTooLarge(error.to_string()),
+            IngestError::TooManyLogs { .. } | IngestError::TooManyPatterns(_) => {
+                Self::PayloadTooLarge(error.to_string())
+            }
             IngestError::NameTooLong {
                 index,
                 field,

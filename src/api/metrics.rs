@@ -29,5 +29,8 @@ async fn metrics(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
         "models": state.detector.models.len(),
         "untracked_service_logs": state.learner.untracked_logs(),
         "tracked_slots_given_back": state.learner.tracked_slots_given_back(),
+        "fields_dropped": counters.fields_dropped.load(Ordering::Relaxed),
+        "logs_with_fields_dropped": counters.logs_with_fields_dropped.load(Ordering::Relaxed),
+        "features_beyond_service_width": state.learner.features_beyond_width(),
     })))
 }

@@ -64,6 +64,7 @@ async fn start_training(
         .await
         .map_err(|error| match error {
             JobRefused::Busy(_) => ApiError::Conflict(error.to_string()),
+            JobRefused::TooManyPatterns(_) => ApiError::PayloadTooLarge(error.to_string()),
             JobRefused::Store(error) => error.into(),
         })?;
     Ok((

@@ -40,6 +40,7 @@
 //! engineer can read: the feature, its value and its usual range; the field and the new value.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -105,7 +106,8 @@ pub trait Observation {
 /// One training log, as the baseline learns from it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sample {
-    pub features: BTreeMap<String, f64>,
+    /// By name; a tracked service's rows share one copy of each name (`learn::sample`).
+    pub features: BTreeMap<Arc<str>, f64>,
     /// Text fields short enough to be categories ([`category_fields`]).
     pub categories: BTreeMap<String, String>,
     /// Labeled normal by an operator: never left out as an outlier, and its values count as known.
@@ -151,7 +153,7 @@ pub fn sample_of(log: &ParsedLog) -> Sample {
         features: log
             .features
             .iter()
-            .map(|(name, value)| (name.to_owned(), value))
+            .map(|(name, value)| (Arc::from(name), value))
             .collect(),
         categories: category_fields(
             log.level.as_deref(),
@@ -977,7 +979,7 @@ impl Baseline {
                     let mut values = Vec::new();
                     let mut trusted = Vec::new();
                     for (index, sample) in samples.iter().enumerate() {
-                        if let Some(value) = sample.features.get(name) {
+                        if let Some(value) = sample.features.get(name.as_str()) {
                             if sample.trusted {
                                 trusted.push(*value);
                             }
@@ -1080,13 +1082,16 @@ impl Baseline {
 
     fn has_far_feature(&self, sample: &Sample) -> bool {
         self.features.iter().any(|feature| {
-            sample.features.get(&feature.name).is_some_and(|value| {
-                !feature.codes
-                    && !feature.is_known(*value)
-                    && feature
-                        .far_cut(*value, feature.z(*value), self.feature_cut)
-                        .is_some()
-            })
+            sample
+                .features
+                .get(feature.name.as_str())
+                .is_some_and(|value| {
+                    !feature.codes
+                        && !feature.is_known(*value)
+                        && feature
+                            .far_cut(*value, feature.z(*value), self.feature_cut)
+                            .is_some()
+                })
         })
     }
 
@@ -1346,13 +1351,13 @@ mod tests {
         let level = if status == 404.0 { "WARN" } else { "INFO" };
         Sample {
             features: BTreeMap::from([
-                ("latency_ms".to_owned(), (latency * 10.0).round() / 10.0),
-                ("bytes".to_owned(), bytes),
-                ("status".to_owned(), status),
+                ("latency_ms".into(), (latency * 10.0).round() / 10.0),
+                ("bytes".into(), bytes),
+                ("status".into(), status),
             ]),
             categories: BTreeMap::from([
-                ("level".to_owned(), level.to_owned()),
-                ("region".to_owned(), "eu-west-1".to_owned()),
+                ("level".into(), level.to_owned()),
+                ("region".into(), "eu-west-1".to_owned()),
                 (
                     "host".to_owned(),
                     format!("web-{}", rng.random_range(0..500)),
@@ -1377,7 +1382,7 @@ mod tests {
     }
 
     fn with_feature(mut log: Sample, name: &str, value: f64) -> Sample {
-        log.features.insert(name.to_owned(), value);
+        log.features.insert(name.into(), value);
         log
     }
 
@@ -1425,7 +1430,7 @@ mod tests {
         let mut moved = web_log(&mut rng);
         moved
             .categories
-            .insert("region".to_owned(), "us-east-2".to_owned());
+            .insert("region".into(), "us-east-2".to_owned());
         let reasons = baseline.judge(&moved, None);
         assert!(
             matches!(&reasons[0].evidence, Evidence::NewCategory { field, value, known }
@@ -1452,7 +1457,7 @@ mod tests {
         assert!(!host.closed && host.known.is_empty());
         let mut log = web_log(&mut rng);
         log.categories
-            .insert("host".to_owned(), "web-new-9999".to_owned());
+            .insert("host".into(), "web-new-9999".to_owned());
         assert!(baseline.judge(&log, None).is_empty());
     }
 
@@ -1470,7 +1475,7 @@ mod tests {
 
     fn retries_log(rng: &mut StdRng) -> Sample {
         Sample {
-            features: BTreeMap::from([("retries".to_owned(), poisson(rng, 2.0))]),
+            features: BTreeMap::from([("retries".into(), poisson(rng, 2.0))]),
             ..Sample::default()
         }
     }
@@ -1522,9 +1527,9 @@ mod tests {
         let latency = 80.0 * (0.4_f64 * 2.5).exp();
         let bytes = 5000.0 * (-0.5_f64 * 2.5).exp();
         let mut log = web_log(&mut rng);
-        log.features.insert("latency_ms".to_owned(), latency);
-        log.features.insert("bytes".to_owned(), bytes.round());
-        log.features.insert("status".to_owned(), 200.0);
+        log.features.insert("latency_ms".into(), latency);
+        log.features.insert("bytes".into(), bytes.round());
+        log.features.insert("status".into(), 200.0);
         let reasons = baseline.judge(&log, None);
         // Bytes predict latency: the relation says which one is out of step and what was due.
         assert!(
@@ -1560,7 +1565,7 @@ mod tests {
             .map(|_| {
                 let mut log = web_log(&mut rng);
                 let independent = 30.0 * (0.3 * gaussian(&mut rng)).exp();
-                log.features.insert("queue_ms".to_owned(), independent);
+                log.features.insert("queue_ms".into(), independent);
                 log
             })
             .collect();
@@ -1591,7 +1596,7 @@ mod tests {
         };
         let with_ratio = |rng: &mut StdRng| {
             let mut log = web_log(rng);
-            log.features.insert("hit_ratio".to_owned(), hit_ratio(rng));
+            log.features.insert("hit_ratio".into(), hit_ratio(rng));
             log
         };
         let samples: Vec<Sample> = (0..2000).map(|_| with_ratio(&mut rng)).collect();
@@ -1623,7 +1628,7 @@ mod tests {
         let mut samples = sample(&mut rng, 2000);
         for log in samples.iter_mut().step_by(50) {
             let far = 80.0 * rng.random_range(20.0..60.0);
-            log.features.insert("latency_ms".to_owned(), far);
+            log.features.insert("latency_ms".into(), far);
         }
         let (baseline, outliers) = Baseline::fit(&samples, &names(), DEFAULT_FALSE_ALARM_BUDGET);
         assert!(outliers.iter().filter(|o| **o).count() >= 40);
@@ -1662,7 +1667,7 @@ mod tests {
         let mut labeled = web_log(&mut rng);
         labeled
             .categories
-            .insert("region".to_owned(), "eu-central-1".to_owned());
+            .insert("region".into(), "eu-central-1".to_owned());
         labeled.trusted = true;
         samples.push(labeled.clone());
         let baseline = fitted(&samples);
@@ -1681,7 +1686,7 @@ mod tests {
         for _ in 0..2000 {
             let mut log = web_log(&mut rng);
             let latency = log.features["latency_ms"] * rng.random_range(0.2..8.0);
-            log.features.insert("latency_ms".to_owned(), latency);
+            log.features.insert("latency_ms".into(), latency);
             assert_eq!(
                 back.judge(&log, None).is_empty(),
                 baseline.judge(&log, None).is_empty()

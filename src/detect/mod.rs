@@ -226,8 +226,8 @@ mod tests {
         let samples: Vec<Sample> = (0..400)
             .map(|i| Sample {
                 features: BTreeMap::from([
-                    ("a".to_owned(), f64::from(i % 37) * 10.0),
-                    ("b".to_owned(), f64::from(i % 11)),
+                    ("a".into(), f64::from(i % 37) * 10.0),
+                    ("b".into(), f64::from(i % 11)),
                 ]),
                 ..Sample::default()
             })
@@ -249,15 +249,13 @@ mod tests {
         let logs: Vec<(&str, Sample)> = (0..60)
             .map(|i| {
                 let service = ["scored", "unscored", "web_server", "explained"][i % 4];
-                let mut features = BTreeMap::from([
-                    ("a".to_owned(), i as f64 * 13.0),
-                    ("cpu_usage".to_owned(), 50.0),
-                ]);
+                let mut features =
+                    BTreeMap::from([("a".into(), i as f64 * 13.0), ("cpu_usage".into(), 50.0)]);
                 if i % 5 != 0 {
-                    features.insert("b".to_owned(), (i % 9) as f64);
+                    features.insert("b".into(), (i % 9) as f64);
                 }
                 if i == 7 {
-                    features.insert("response_time".to_owned(), 1e6);
+                    features.insert("response_time".into(), 1e6);
                 }
                 (
                     service,

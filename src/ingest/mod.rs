@@ -17,7 +17,7 @@ pub use self::stored::DEFAULT_MAX_STORED_ANOMALY_BYTES;
 use crate::alert::AlertSystem;
 use crate::alert::lifecycle::JudgedEvent;
 use crate::learn::Learner;
-use crate::parse::{MAX_NAME_CHARS, RawLog};
+use crate::parse::{MAX_NAME_CHARS, RawLog, TooManyPatterns, check_patterns};
 use crate::store::StoreError;
 
 /// Why a batch was not ingested. Nothing of a refused batch is stored, counted or learned.
@@ -41,6 +41,10 @@ pub enum IngestError {
         field: &'static str,
         chars: usize,
     },
+    /// More distinct regex patterns than `MAX_PATTERNS_PER_REQUEST`; refused before any of them
+    /// is compiled.
+    #[error(transparent)]
+    TooManyPatterns(#[from] TooManyPatterns),
     /// The anomalies could not be committed; the batch's results were not returned.
     #[error(transparent)]
     Storage(#[from] StoreError),
@@ -52,22 +56,30 @@ pub struct IngestService {
     pipeline: Pipeline,
     alerts: AlertSystem,
     learner: Arc<Learner>,
-    max_logs: usize,
+    limits: BatchLimits,
+}
+
+/// What one batch may hold, checked before any of it is parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// `MAX_LOGS_PER_REQUEST`.
+    pub max_logs: usize,
+    /// `MAX_PATTERNS_PER_REQUEST`: distinct regex patterns.
+    pub max_patterns: usize,
 }
 
 impl IngestService {
-    /// `max_logs` is `MAX_LOGS_PER_REQUEST`.
     pub fn new(
         pipeline: Pipeline,
         alerts: AlertSystem,
         learner: Arc<Learner>,
-        max_logs: usize,
+        limits: BatchLimits,
     ) -> Self {
         Self {
             pipeline,
             alerts,
             learner,
-            max_logs,
+            limits,
         }
     }
 
@@ -75,7 +87,8 @@ impl IngestService {
     /// the learning loop; one result per log, in order. `tags` are stored with the anomalies.
     ///
     /// # Errors
-    /// [`IngestError::NoLogs`] and [`IngestError::TooManyLogs`] before anything happens;
+    /// [`IngestError::NoLogs`], [`IngestError::TooManyLogs`], [`IngestError::NameTooLong`] and
+    /// [`IngestError::TooManyPatterns`] before anything happens;
     /// [`IngestError::Storage`] when the anomalies cannot be committed. A log that cannot be
     /// parsed is a result with `error`, never an `Err`.
     pub async fn ingest(
@@ -86,10 +99,10 @@ impl IngestService {
         if logs.is_empty() {
             return Err(IngestError::NoLogs);
         }
-        if logs.len() > self.max_logs {
+        if logs.len() > self.limits.max_logs {
             return Err(IngestError::TooManyLogs {
                 count: logs.len(),
-                limit: self.max_logs,
+                limit: self.limits.max_logs,
             });
         }
         if let Some((index, (field, chars))) = logs
@@ -103,6 +116,7 @@ impl IngestService {
                 chars,
             });
         }
+        check_patterns(&logs, self.limits.max_patterns)?;
         let outcome = self.pipeline.process(logs, tags).await?;
         // The anomalies are committed; the rate tracker counts every judged log toward its
         // service's traffic and the anomalies toward its bursts, with each log's own timestamp

@@ -43,7 +43,17 @@ pub struct Counters {
     pub predictions: AtomicU64,
     pub anomalies: AtomicU64,
     pub parse_errors: AtomicU64,
+    /// Fields ignored for `MAX_FEATURES_PER_LOG` or `MAX_FIELD_NAME_CHARS`.
+    pub fields_dropped: AtomicU64,
+    /// Logs that had fields ignored.
+    pub logs_with_fields_dropped: AtomicU64,
+    /// When a log last had fields dropped was logged (seconds since the epoch), so a flood warns
+    /// once a minute rather than once a request.
+    fields_dropped_warned_at: AtomicU64,
 }
+
+/// At most one warning about dropped fields per this many seconds.
+const FIELDS_DROPPED_WARNING_EVERY_SECONDS: u64 = 60;
 
 /// Limits applied per log.
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +125,7 @@ impl Pipeline {
     /// of the batch together ([`Detector::evaluate_all`]).
     pub fn judge(&self, logs: Vec<RawLog>) -> (Vec<LogResult>, Vec<JudgedLog>) {
         let models = self.detector.models.snapshot();
+        let mut parser = self.parser.batch();
         let parsed: Vec<(RawLog, Result<ParsedLog, String>)> = logs
             .into_iter()
             .map(|raw| {
@@ -125,11 +136,13 @@ impl Pipeline {
                         self.limits.max_raw_log_bytes
                     ))
                 } else {
-                    self.parser.parse(&raw).map_err(|error| error.to_string())
+                    parser.parse(&raw).map_err(|error| error.to_string())
                 };
                 (raw, parsed)
             })
             .collect();
+        drop(parser);
+        self.count_dropped_fields(&parsed);
         let lookups: Vec<_> = parsed
             .iter()
             .filter_map(|(raw, parsed)| {
@@ -181,6 +194,57 @@ impl Pipeline {
             .predictions
             .fetch_add(judged.len() as u64, Ordering::Relaxed);
         (results, judged)
+    }
+}
+
+impl Pipeline {
+    /// Counts the fields the batch's logs had ignored for the limits, and warns at most once a
+    /// minute, naming the first such log's service.
+    fn count_dropped_fields(&self, parsed: &[(RawLog, Result<ParsedLog, String>)]) {
+        let mut fields = 0u64;
+        let mut logs = 0u64;
+        let mut first: Option<(&str, u32)> = None;
+        for (raw, parsed) in parsed {
+            if let Ok(parsed) = parsed
+                && parsed.dropped_fields > 0
+            {
+                fields += u64::from(parsed.dropped_fields);
+                logs += 1;
+                first.get_or_insert((raw.service.as_str(), parsed.dropped_fields));
+            }
+        }
+        let Some((service, dropped)) = first else {
+            return;
+        };
+        self.counters
+            .fields_dropped
+            .fetch_add(fields, Ordering::Relaxed);
+        self.counters
+            .logs_with_fields_dropped
+            .fetch_add(logs, Ordering::Relaxed);
+        let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+        let last = self
+            .counters
+            .fields_dropped_warned_at
+            .load(Ordering::Relaxed);
+        if now >= last.saturating_add(FIELDS_DROPPED_WARNING_EVERY_SECONDS)
+            && self
+                .counters
+                .fields_dropped_warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                service,
+                dropped,
+                logs,
+                max_features = self.parser.field_limits().max_fields,
+                max_name_chars = self.parser.field_limits().max_name_chars,
+                "Logs carry more fields than MAX_FEATURES_PER_LOG, or names longer than \
+                 MAX_FIELD_NAME_CHARS; the rest were ignored (counted in /api/v1/metrics as \
+                 fields_dropped)."
+            );
+        }
     }
 }
 

@@ -7,14 +7,16 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::forest::{ForestError, Matrix};
 
 /// The share of training logs that must carry a field for it to become a model feature.
 pub const FEATURE_PRESENCE_SHARE: f64 = 0.5;
 
-/// One training example: a log's numeric features by name.
-pub type FeatureRow = BTreeMap<String, f64>;
+/// One training example: a log's numeric features by name. The names are shared: a tracked
+/// service's rows all point at its sample's one copy of each name (`learn::sample`).
+pub type FeatureRow = BTreeMap<Arc<str>, f64>;
 
 /// The matrix a forest is fitted on, with the meaning of its columns.
 #[derive(Debug, Clone)]
@@ -52,7 +54,7 @@ pub fn build_training_set<R: Borrow<FeatureRow>>(
     let mut presence: HashMap<&str, Vec<f64>> = HashMap::new();
     for row in rows {
         for (name, value) in row.borrow() {
-            presence.entry(name.as_str()).or_default().push(*value);
+            presence.entry(name.as_ref()).or_default().push(*value);
         }
     }
     let needed = (rows.len() as f64 * FEATURE_PRESENCE_SHARE).ceil() as usize;
@@ -90,7 +92,7 @@ pub fn matrix_of<R: Borrow<FeatureRow>>(
     for row in rows {
         let row = row.borrow();
         for (name, fill) in feature_names.iter().zip(fill_values) {
-            data.push(row.get(name).copied().unwrap_or(*fill));
+            data.push(row.get(name.as_str()).copied().unwrap_or(*fill));
         }
     }
     Matrix::from_rows(feature_names.len(), data)
@@ -115,7 +117,7 @@ mod tests {
     use super::*;
 
     fn row(pairs: &[(&str, f64)]) -> FeatureRow {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+        pairs.iter().map(|(k, v)| (Arc::from(*k), *v)).collect()
     }
 
     #[test]

@@ -1,14 +1,13 @@
 //! Fitting one service's model: the baseline, the forest on the rows the baseline keeps, the
 //! forest's cut, and a calibration on operators' labels when there are enough of both kinds.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 
 use super::calibrate::calibrate_offset;
-use super::dataset::{build_training_set, matrix_of};
+use super::dataset::{FeatureRow, build_training_set, matrix_of};
 use super::{LearnError, Learner, ServiceReport};
 use crate::detect::baseline::{Baseline, Sample, sample_of};
 use crate::detect::models::{ModelSource, ServiceModel};
@@ -39,11 +38,11 @@ impl Learner {
         });
         let excluded = before - rows.len();
         rows.extend(normal_rows.iter().cloned());
-        let features: Vec<&BTreeMap<String, f64>> = rows.iter().map(|row| &row.features).collect();
+        let features: Vec<&FeatureRow> = rows.iter().map(|row| &row.features).collect();
         let set = build_training_set(&features, self.config.min_train_samples)?;
         let (mut baseline, outliers) =
             Baseline::fit(&rows, &set.feature_names, self.config.false_alarm_budget);
-        let inliers: Vec<&BTreeMap<String, f64>> = features
+        let inliers: Vec<&FeatureRow> = features
             .iter()
             .zip(&outliers)
             .filter(|(_, outlier)| !**outlier)
@@ -69,7 +68,7 @@ impl Learner {
             metadata: Default::default(),
         };
         let score_rows = |rows: &[Sample]| -> Result<Vec<f64>, LearnError> {
-            let features: Vec<&BTreeMap<String, f64>> = rows.iter().map(|r| &r.features).collect();
+            let features: Vec<&FeatureRow> = rows.iter().map(|r| &r.features).collect();
             let labeled = matrix_of(&features, &set.feature_names, &set.fill_values)?;
             Ok(artifact.forest.score_samples(&labeled))
         };

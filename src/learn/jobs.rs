@@ -9,9 +9,10 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::Learner;
-use crate::detect::baseline::{Sample, sample_of};
+use super::sample::FeatureWidth;
+use crate::detect::baseline::Sample;
 use crate::detect::models::ModelSource;
-use crate::parse::{Parser, RawLog};
+use crate::parse::{Parser, RawLog, TooManyPatterns, check_patterns};
 use crate::store::{JobStatus, StoreError, TrainingJobRecord};
 use crate::sync::lock;
 use crate::telemetry::spawn_blocking_in_span;
@@ -21,6 +22,9 @@ use crate::telemetry::spawn_blocking_in_span;
 pub enum JobRefused {
     #[error("A training job is already queued or running ({0}); try again when it has finished.")]
     Busy(String),
+    /// More distinct regex patterns than `MAX_PATTERNS_PER_REQUEST` among the posted logs.
+    #[error(transparent)]
+    TooManyPatterns(#[from] TooManyPatterns),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -29,8 +33,10 @@ impl Learner {
     /// Starts a training job on posted logs; answers at once with the job id.
     ///
     /// # Errors
-    /// [`JobRefused::Busy`] while another job is queued or running.
+    /// [`JobRefused::TooManyPatterns`] before anything else (as the ingest service refuses such a
+    /// batch); [`JobRefused::Busy`] while another job is queued or running.
     pub async fn start_job(self: &Arc<Self>, logs: Vec<RawLog>) -> Result<String, JobRefused> {
+        check_patterns(&logs, self.config.max_patterns_per_request)?;
         let job_id = uuid::Uuid::new_v4().to_string();
         {
             let mut active = lock(&self.active_job);
@@ -67,9 +73,15 @@ impl Learner {
         let started = Instant::now();
         let total = logs.len();
         let parser = Arc::clone(&self.parser);
-        let grouped = spawn_blocking_in_span(move || group_by_service(&parser, logs)).await;
+        let width = self.config.max_features_per_service;
+        let grouped = spawn_blocking_in_span(move || group_by_service(&parser, logs, width)).await;
         let (groups, unparseable) = match grouped {
-            Ok(grouped) => grouped,
+            Ok((groups, unparseable, left_out)) => {
+                for (service, left_out) in left_out {
+                    self.left_out_for_width(&service, left_out);
+                }
+                (groups, unparseable)
+            }
             Err(error) => {
                 self.finish_job(
                     &mut record,
@@ -124,21 +136,45 @@ impl Learner {
     }
 }
 
-/// Parses posted logs and groups their features by service; returns the groups and the count of
-/// logs that could not be parsed.
-fn group_by_service(parser: &Parser, logs: Vec<RawLog>) -> (Vec<(String, Vec<Sample>)>, usize) {
-    let mut groups: HashMap<String, Vec<Sample>> = HashMap::new();
+/// Services' samples of a job, each held to `MAX_FEATURES_PER_SERVICE` names as a tracked
+/// service's sample is.
+type Groups = HashMap<String, (Vec<Sample>, FeatureWidth, usize)>;
+
+/// Parses posted logs and groups their features by service, each group within `width` feature
+/// names; returns the groups, the count of logs that could not be parsed, and the features left
+/// out for the width by service.
+#[allow(clippy::type_complexity)]
+fn group_by_service(
+    parser: &Parser,
+    logs: Vec<RawLog>,
+    width: usize,
+) -> (Vec<(String, Vec<Sample>)>, usize, Vec<(String, usize)>) {
+    let mut groups: Groups = HashMap::new();
     let mut unparseable = 0;
+    let mut parser = parser.batch();
     for raw in logs {
         match parser.parse(&raw) {
-            Ok(parsed) => groups
-                .entry(raw.service)
-                .or_default()
-                .push(sample_of(&parsed)),
+            Ok(parsed) => {
+                let (rows, names, left_out) = groups
+                    .entry(raw.service)
+                    .or_insert_with(|| (Vec::new(), FeatureWidth::new(width), 0));
+                let (sample, dropped) = names.sample_of(&parsed);
+                *left_out += dropped;
+                rows.push(sample);
+            }
             Err(_) => unparseable += 1,
         }
     }
-    let mut groups: Vec<_> = groups.into_iter().collect();
+    let mut left_out = Vec::new();
+    let mut groups: Vec<_> = groups
+        .into_iter()
+        .map(|(service, (rows, _, dropped))| {
+            if dropped > 0 {
+                left_out.push((service.clone(), dropped));
+            }
+            (service, rows)
+        })
+        .collect();
     groups.sort_by(|a, b| a.0.cmp(&b.0));
-    (groups, unparseable)
+    (groups, unparseable, left_out)
 }

@@ -11,7 +11,9 @@
 //! - Feedback: labeled-normal logs join the service's next training set, labeled anomalies are taken out
 //!   of it, and with enough labels of both kinds the threshold is calibrated on them ([`calibrate`]).
 //!
-//! Memory is bounded: at most `MAX_TRACKED_SERVICES` reservoirs of at most `RESERVOIR_SIZE` logs. When
+//! Memory is bounded: at most `MAX_TRACKED_SERVICES` reservoirs of at most `RESERVOIR_SIZE` logs,
+//! each row at most `MAX_FEATURES_PER_SERVICE` features wide ([`sample`]; env.example gives the
+//! measured bytes per row). When
 //! the table is full, the slot of a service idle for `TRACKED_SERVICE_IDLE_SECONDS` goes to a new
 //! one ([`tracked`]); until then, logs of services past the cap are still judged (rules, and a
 //! model trained by a job), but do not feed automatic training; the first such service is logged
@@ -23,6 +25,7 @@ mod fit;
 mod jobs;
 mod persist;
 pub mod reservoir;
+pub mod sample;
 mod tracked;
 
 pub use jobs::JobRefused;
@@ -36,13 +39,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::detect::baseline::{Sample, sample_of};
+use crate::detect::baseline::Sample;
 use crate::detect::models::ModelSource;
 use crate::detect::{Detector, DetectorKind, JudgedLog};
 use crate::forest::{Contamination, ForestError, ModelFileError};
 use crate::learn::dataset::DatasetError;
 use crate::learn::fit::raw_log_of;
-use crate::learn::reservoir::Reservoir;
+use crate::learn::sample::ServiceSample;
 use crate::learn::tracked::TrackedServices;
 use crate::parse::Parser;
 use crate::store::{FeedbackRecord, Store, StoreError};
@@ -63,6 +66,11 @@ pub struct LearnerConfig {
     pub contamination: Contamination,
     pub seed: u64,
     pub reservoir_size: usize,
+    /// `MAX_FEATURES_PER_SERVICE`: distinct feature names one service's sample (and a training
+    /// job's group) may hold.
+    pub max_features_per_service: usize,
+    /// `MAX_PATTERNS_PER_REQUEST`: distinct regex patterns in one training request.
+    pub max_patterns_per_request: usize,
     pub max_tracked_services: usize,
     /// `TRACKED_SERVICE_IDLE_SECONDS`: when the table is full, a service idle this long gives
     /// its slot to a new one.
@@ -128,6 +136,9 @@ pub struct Learner {
     last_trained: Mutex<Option<DateTime<Utc>>>,
     untracked_logs: AtomicU64,
     warned_untracked: AtomicBool,
+    /// Features left out of samples for `MAX_FEATURES_PER_SERVICE`.
+    features_beyond_width: AtomicU64,
+    warned_width: AtomicBool,
 }
 
 impl Learner {
@@ -151,6 +162,8 @@ impl Learner {
             last_trained: Mutex::new(None),
             untracked_logs: AtomicU64::new(0),
             warned_untracked: AtomicBool::new(false),
+            features_beyond_width: AtomicU64::new(0),
+            warned_width: AtomicBool::new(false),
         }
     }
 
@@ -162,6 +175,30 @@ impl Learner {
     /// Logs not sampled because `MAX_TRACKED_SERVICES` was reached.
     pub fn untracked_logs(&self) -> u64 {
         self.untracked_logs.load(Ordering::Relaxed)
+    }
+
+    /// Features left out of training samples because their service's sample already held
+    /// `MAX_FEATURES_PER_SERVICE` other names.
+    pub fn features_beyond_width(&self) -> u64 {
+        self.features_beyond_width.load(Ordering::Relaxed)
+    }
+
+    /// Counts features left out for the width, and says so once.
+    fn left_out_for_width(&self, service: &str, left_out: usize) {
+        if left_out == 0 {
+            return;
+        }
+        self.features_beyond_width
+            .fetch_add(left_out as u64, Ordering::Relaxed);
+        if !self.warned_width.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                service,
+                max = self.config.max_features_per_service,
+                "A service's training sample holds MAX_FEATURES_PER_SERVICE feature names; \
+                 further names are left out of it (counted in /api/v1/metrics as \
+                 features_beyond_service_width)."
+            );
+        }
     }
 
     /// Tracked-service slots given to new services after their holders went idle.
@@ -189,9 +226,10 @@ impl Learner {
                 }
                 let service = log.raw.service.as_str();
                 let capacity = self.config.reservoir_size;
+                let width = self.config.max_features_per_service;
                 let seed = self.config.seed;
                 let Some(reservoir) =
-                    reservoirs.track(service, now, || Reservoir::new(capacity, seed))
+                    reservoirs.track(service, now, || ServiceSample::new(capacity, width, seed))
                 else {
                     self.untracked_logs.fetch_add(1, Ordering::Relaxed);
                     if !self.warned_untracked.swap(true, Ordering::Relaxed) {
@@ -214,12 +252,10 @@ impl Learner {
                         .get(service)
                         .is_some_and(|model| model.training_samples >= MATURE_MODEL_SAMPLES)
                 };
-                if log.verdict.detector == Some(DetectorKind::Model) && mature() {
-                    reservoir
-                        .offer_down_weighted_with(FLAGGED_SAMPLE_EVERY, || sample_of(&log.parsed));
-                } else {
-                    reservoir.offer_with(|| sample_of(&log.parsed));
-                }
+                let down_weight = (log.verdict.detector == Some(DetectorKind::Model) && mature())
+                    .then_some(FLAGGED_SAMPLE_EVERY);
+                let left_out = reservoir.offer(down_weight, &log.parsed);
+                self.left_out_for_width(service, left_out);
                 if self.wants_automatic_fit(service, reservoir.len()) {
                     ready.push(service.to_owned());
                 }
@@ -245,7 +281,7 @@ impl Learner {
                             .await;
                         let held = lock(&learner.reservoirs)
                             .get(&service)
-                            .map_or(0, Reservoir::len);
+                            .map_or(0, ServiceSample::len);
                         let mut in_flight = lock(&learner.auto_in_flight);
                         if !published || !learner.wants_automatic_fit(&service, held) {
                             in_flight.remove(&service);

@@ -31,36 +31,37 @@ impl<T: Clone> Reservoir<T> {
     }
 
     /// Offers one row; it is kept with probability capacity / seen. The row is built only when
-    /// kept, so a busy service pays for sampling only on the few logs that stay.
-    pub fn offer_with(&mut self, row: impl FnOnce() -> T) {
+    /// kept, so a busy service pays for sampling only on the few logs that stay. Returns the row
+    /// it replaced, if any.
+    pub fn offer_with(&mut self, row: impl FnOnce() -> T) -> Option<T> {
         self.seen_since_fit += 1;
         if self.rows.len() < self.capacity {
             self.rows.push(row());
-            return;
+            return None;
         }
         let slot = self.rng.random_range(0..self.seen_since_fit);
-        if let Some(kept) = usize::try_from(slot)
+        let kept = usize::try_from(slot)
             .ok()
-            .and_then(|s| self.rows.get_mut(s))
-        {
-            *kept = row();
-        }
+            .and_then(|s| self.rows.get_mut(s))?;
+        Some(std::mem::replace(kept, row()))
     }
 
     /// Offers one row of every `every` given this way: a log the model flagged joins the
     /// sample at a tenth of a normal log's weight, say, so a lone anomaly does not become normal
     /// while a change that persists is learned after a few refits.
-    pub fn offer_down_weighted_with(&mut self, every: u64, row: impl FnOnce() -> T) {
+    pub fn offer_down_weighted_with(&mut self, every: u64, row: impl FnOnce() -> T) -> Option<T> {
         self.down_weighted += 1;
         if self.down_weighted.is_multiple_of(every.max(1)) {
-            self.offer_with(row);
+            self.offer_with(row)
+        } else {
+            None
         }
     }
 
     /// Offers one row that is already built (the tests' shorthand for [`Self::offer_with`]).
     #[cfg(test)]
     pub fn offer(&mut self, row: T) {
-        self.offer_with(|| row);
+        let _ = self.offer_with(|| row);
     }
 
     pub fn len(&self) -> usize {
@@ -83,7 +84,7 @@ mod tests {
     use crate::learn::dataset::FeatureRow;
 
     fn row(value: f64) -> FeatureRow {
-        FeatureRow::from([("x".to_owned(), value)])
+        FeatureRow::from([("x".into(), value)])
     }
 
     #[test]
@@ -99,7 +100,7 @@ mod tests {
     fn down_weighted_rows_join_one_in_every() {
         let mut reservoir = Reservoir::new(100, 42);
         for i in 0..50 {
-            reservoir.offer_down_weighted_with(10, || row(f64::from(i)));
+            let _ = reservoir.offer_down_weighted_with(10, || row(f64::from(i)));
         }
         assert_eq!(reservoir.len(), 5);
     }

@@ -8,12 +8,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::detect::baseline::Sample;
-use crate::learn::reservoir::Reservoir;
+use crate::learn::sample::ServiceSample;
 
 #[derive(Debug)]
 struct Tracked {
-    reservoir: Reservoir<Sample>,
+    sample: ServiceSample,
     last_seen: Instant,
 }
 
@@ -45,24 +44,24 @@ impl TrackedServices {
         &mut self,
         service: &str,
         now: Instant,
-        make: impl FnOnce() -> Reservoir<Sample>,
-    ) -> Option<&mut Reservoir<Sample>> {
+        make: impl FnOnce() -> ServiceSample,
+    ) -> Option<&mut ServiceSample> {
         if !self.services.contains_key(service) {
             if self.services.len() >= self.capacity && !self.give_back_idle_slot(now) {
                 return None;
             }
-            let reservoir = make();
+            let sample = make();
             self.services.insert(
                 service.to_owned(),
                 Tracked {
-                    reservoir,
+                    sample,
                     last_seen: now,
                 },
             );
         }
         let tracked = self.services.get_mut(service)?;
         tracked.last_seen = tracked.last_seen.max(now);
-        Some(&mut tracked.reservoir)
+        Some(&mut tracked.sample)
     }
 
     /// Frees the slot of the service seen least recently if it has been idle long enough.
@@ -92,20 +91,20 @@ impl TrackedServices {
         true
     }
 
-    pub(super) fn get(&self, service: &str) -> Option<&Reservoir<Sample>> {
-        self.services.get(service).map(|tracked| &tracked.reservoir)
+    pub(super) fn get(&self, service: &str) -> Option<&ServiceSample> {
+        self.services.get(service).map(|tracked| &tracked.sample)
     }
 
-    pub(super) fn get_mut(&mut self, service: &str) -> Option<&mut Reservoir<Sample>> {
+    pub(super) fn get_mut(&mut self, service: &str) -> Option<&mut ServiceSample> {
         self.services
             .get_mut(service)
-            .map(|tracked| &mut tracked.reservoir)
+            .map(|tracked| &mut tracked.sample)
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Reservoir<Sample>)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &ServiceSample)> {
         self.services
             .iter()
-            .map(|(service, tracked)| (service, &tracked.reservoir))
+            .map(|(service, tracked)| (service, &tracked.sample))
     }
 
     /// Slots given to new services since start-up.
@@ -118,8 +117,8 @@ impl TrackedServices {
 mod tests {
     use super::*;
 
-    fn reservoir() -> Reservoir<Sample> {
-        Reservoir::new(8, 1)
+    fn reservoir() -> ServiceSample {
+        ServiceSample::new(8, 8, 1)
     }
 
     #[test]

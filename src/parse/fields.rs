@@ -17,6 +17,12 @@
 //!   text is an attribute.
 //!
 //! Names are matched ASCII case-insensitively.
+//!
+//! A log keeps at most `MAX_FEATURES_PER_LOG` features and as many attributes, the first ones in
+//! the order the parser finds them, and no field whose name is longer than `MAX_FIELD_NAME_CHARS`:
+//! the rest are ignored and counted ([`ParsedLog::dropped_fields`]), the log itself is judged on
+//! what it kept. They are counted here, as they arrive, so the hot path pays one comparison per
+//! field and a hostile log with ten thousand keys never holds more than the limit.
 
 use std::collections::BTreeMap;
 
@@ -135,8 +141,41 @@ fn numeric_level(number: Number) -> String {
     name.to_owned()
 }
 
+/// The default of `MAX_FEATURES_PER_LOG`. Real logs carry a handful of numeric fields; a
+/// flattened Kubernetes or cloud audit record a few dozen. Beyond this they are ignored.
+pub const DEFAULT_MAX_FEATURES_PER_LOG: usize = 256;
+/// The default of `MAX_FIELD_NAME_CHARS`: a dotted JSON path such as
+/// `kubernetes.labels.app_kubernetes_io/managed-by` is under 64.
+pub const DEFAULT_MAX_FIELD_NAME_CHARS: usize = 128;
+
+/// How much of a log the parsers keep (`MAX_FEATURES_PER_LOG`, `MAX_FIELD_NAME_CHARS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldLimits {
+    /// Features kept per log; attributes are held to the same number.
+    pub max_fields: usize,
+    /// The longest field name kept, in characters.
+    pub max_name_chars: usize,
+}
+
+impl Default for FieldLimits {
+    fn default() -> Self {
+        Self {
+            max_fields: DEFAULT_MAX_FEATURES_PER_LOG,
+            max_name_chars: DEFAULT_MAX_FIELD_NAME_CHARS,
+        }
+    }
+}
+
+impl FieldLimits {
+    /// Whether `name` is longer than [`FieldLimits::max_name_chars`] characters. The character
+    /// count is only taken for names with more bytes than that, so short names cost a comparison.
+    fn name_too_long(&self, name: &str) -> bool {
+        name.len() > self.max_name_chars && name.chars().count() > self.max_name_chars
+    }
+}
+
 /// Collects one log's fields as a parser finds them; [`LogBuilder::finish`] gives the [`ParsedLog`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LogBuilder {
     timestamp: Option<DateTime<Utc>>,
     level: Option<String>,
@@ -144,13 +183,22 @@ pub struct LogBuilder {
     bare_text: Option<String>,
     features: Features,
     attributes: BTreeMap<String, String>,
+    limits: FieldLimits,
+    /// Fields ignored for the limits.
+    dropped: u32,
 }
 
 impl LogBuilder {
-    pub fn new() -> Self {
+    pub fn new(limits: &FieldLimits) -> Self {
         Self {
+            timestamp: None,
+            level: None,
+            message: None,
+            bare_text: None,
             features: Features::with_typical_capacity(),
-            ..Self::default()
+            attributes: BTreeMap::new(),
+            limits: *limits,
+            dropped: 0,
         }
     }
 
@@ -167,7 +215,19 @@ impl LogBuilder {
     }
 
     fn attribute(&mut self, name: &str, value: String) {
+        if self.attributes.len() >= self.limits.max_fields || self.limits.name_too_long(name) {
+            self.dropped = self.dropped.saturating_add(1);
+            return;
+        }
         self.attributes.insert(name.to_owned(), value);
+    }
+
+    fn feature(&mut self, name: &str, value: f64) {
+        if self.features.len() >= self.limits.max_fields || self.limits.name_too_long(name) {
+            self.dropped = self.dropped.saturating_add(1);
+            return;
+        }
+        self.features.push(name, value);
     }
 
     /// Text free of any field name: bare words of a key=value line. Becomes the message unless a
@@ -192,7 +252,7 @@ impl LogBuilder {
                 self.attribute(name, value.to_owned());
             }
             Role::NestedTime | Role::Other => match parse_quantity(value) {
-                Some(number) => self.features.push(name, number),
+                Some(number) => self.feature(name, number),
                 None => self.attribute(name, value.to_owned()),
             },
         }
@@ -211,7 +271,7 @@ impl LogBuilder {
         match boolean {
             // Only a plain field reads a boolean; `msg=TRUE` keeps its text as written.
             Some(flag) if matches!(role(name, false), Role::NestedTime | Role::Other) => {
-                self.features.push(name, if flag { 1.0 } else { 0.0 });
+                self.feature(name, if flag { 1.0 } else { 0.0 });
             }
             _ => self.text(name, false, value),
         }
@@ -230,7 +290,7 @@ impl LogBuilder {
             Role::NestedTime if from_epoch(value.to_f64()).is_some() => {
                 self.attribute(name, value.to_text());
             }
-            Role::NestedTime | Role::Other => self.features.push(name, value.to_f64()),
+            Role::NestedTime | Role::Other => self.feature(name, value.to_f64()),
         }
     }
 
@@ -242,7 +302,7 @@ impl LogBuilder {
                 self.attribute(name, value.to_string());
             }
             Role::NestedTime | Role::Other => {
-                self.features.push(name, if value { 1.0 } else { 0.0 });
+                self.feature(name, if value { 1.0 } else { 0.0 });
             }
         }
     }
@@ -267,6 +327,7 @@ impl LogBuilder {
             message: self.message,
             features: self.features,
             attributes: self.attributes,
+            dropped_fields: self.dropped,
         }
     }
 }
@@ -310,7 +371,7 @@ mod tests {
     use super::*;
 
     fn finish(build: impl FnOnce(&mut LogBuilder)) -> ParsedLog {
-        let mut builder = LogBuilder::new();
+        let mut builder = LogBuilder::new(&FieldLimits::default());
         build(&mut builder);
         builder.finish()
     }

@@ -12,16 +12,25 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::fields::{LogBuilder, Number};
+use super::fields::{FieldLimits, LogBuilder, Number};
 use super::{ParseError, ParsedLog};
 
-/// Parses a JSON object log.
+/// Parses a JSON object log with the default [`FieldLimits`].
 ///
 /// # Errors
 ///
 /// [`ParseError::InvalidJson`] when `raw` is not JSON, [`ParseError::NotAnObject`] when it is JSON but
 /// not an object.
 pub fn parse_json(raw: &str) -> Result<ParsedLog, ParseError> {
+    parse_json_within(raw, &FieldLimits::default())
+}
+
+/// Parses a JSON object log, keeping what `limits` allow.
+///
+/// # Errors
+///
+/// As [`parse_json`].
+pub fn parse_json_within(raw: &str, limits: &FieldLimits) -> Result<ParsedLog, ParseError> {
     if !raw.trim_ascii_start().starts_with('{') {
         return Err(match serde_json::from_str::<IgnoredAny>(raw) {
             Ok(IgnoredAny) => ParseError::NotAnObject {
@@ -30,7 +39,7 @@ pub fn parse_json(raw: &str) -> Result<ParsedLog, ParseError> {
             Err(error) => ParseError::InvalidJson(error),
         });
     }
-    let mut builder = LogBuilder::new();
+    let mut builder = LogBuilder::new(limits);
     let mut path = String::with_capacity(64);
     let mut deserializer = serde_json::Deserializer::from_str(raw);
     Leaf {

@@ -18,13 +18,18 @@
 use std::borrow::Cow;
 
 use super::ParsedLog;
-use super::fields::{LogBuilder, level_word};
+use super::fields::{FieldLimits, LogBuilder, level_word};
 use super::timestamp::parse_timestamp;
 
-/// Parses one key=value line.
+/// Parses one key=value line with the default [`FieldLimits`].
 pub fn parse_key_value(line: &str) -> ParsedLog {
+    parse_key_value_within(line, &FieldLimits::default())
+}
+
+/// Parses one key=value line, keeping what `limits` allow.
+pub fn parse_key_value_within(line: &str, limits: &FieldLimits) -> ParsedLog {
     let bytes = line.as_bytes();
-    let mut builder = LogBuilder::new();
+    let mut builder = LogBuilder::new(limits);
     let mut bare = String::new();
     let mut seen_pair = false;
     let mut pos = skip_whitespace(bytes, 0);

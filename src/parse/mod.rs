@@ -27,9 +27,10 @@ mod regex;
 pub mod timestamp;
 pub mod value;
 
-pub use self::json::parse_json;
-pub use self::key_value::parse_key_value;
-pub use self::regex::PatternCache;
+pub use self::fields::{DEFAULT_MAX_FEATURES_PER_LOG, DEFAULT_MAX_FIELD_NAME_CHARS, FieldLimits};
+pub use self::json::{parse_json, parse_json_within};
+pub use self::key_value::{parse_key_value, parse_key_value_within};
+pub use self::regex::{DEFAULT_REGEX_SIZE_LIMIT, PatternCache};
 
 /// How a log's `raw_log` is written (the contract's `format_type`). It is read from its wire name
 /// only: a derived `Deserialize` would also take serde's map form of a variant (`{"json": null}`),
@@ -266,6 +267,9 @@ pub struct ParsedLog {
     pub features: Features,
     /// Every other field, as text: identifiers, hosts, paths, arrays as JSON.
     pub attributes: BTreeMap<String, String>,
+    /// Fields ignored for `MAX_FEATURES_PER_LOG` or `MAX_FIELD_NAME_CHARS` ([`FieldLimits`]).
+    #[serde(skip)]
+    pub dropped_fields: u32,
 }
 
 /// A log's numeric features by name, sorted by name, each name once.
@@ -415,6 +419,11 @@ pub enum ParseError {
     InvalidConfig(&'static str),
     #[error("regex pattern does not compile: {0}")]
     BadPattern(Arc<str>),
+    #[error(
+        "regex pattern compiles to more than {limit} bytes, the size limit of one pattern \
+         (REGEX_SIZE_LIMIT_BYTES); use fewer or shorter counted repetitions such as \\w{{20}}"
+    )]
+    PatternTooBig { limit: usize },
     #[error("field_mapping maps group {key} but the pattern has {}", count_groups(*groups))]
     MissingGroup { key: String, groups: usize },
     #[error("field_mapping names group '{name}' but the pattern has no group of that name")]
@@ -436,17 +445,100 @@ fn count_groups(groups: usize) -> String {
     }
 }
 
+/// More distinct regex patterns in one request than `MAX_PATTERNS_PER_REQUEST`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{count} distinct regex patterns in one request; the limit is {limit} \
+     (MAX_PATTERNS_PER_REQUEST). Send logs that share a pattern together, or split the batch."
+)]
+pub struct TooManyPatterns {
+    pub count: usize,
+    pub limit: usize,
+}
+
+/// Refuses a batch whose regex logs spell more than `limit` distinct patterns, before any of them
+/// is compiled: each compiled pattern holds up to a megabyte while the batch is parsed.
+///
+/// # Errors
+/// [`TooManyPatterns`] with the number of distinct patterns.
+pub fn check_patterns<'a>(
+    logs: impl IntoIterator<Item = &'a RawLog>,
+    limit: usize,
+) -> Result<(), TooManyPatterns> {
+    let mut patterns: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    // Logs that spell one config share it (`shared_config`): a run of them costs a pointer
+    // comparison, not a hash.
+    let mut previous: Option<&Arc<CustomConfig>> = None;
+    for log in logs {
+        if log.format_type != FormatType::Regex {
+            continue;
+        }
+        let Some(config) = log.custom_config.as_ref() else {
+            continue;
+        };
+        if previous.is_some_and(|previous| Arc::ptr_eq(previous, config)) {
+            continue;
+        }
+        previous = Some(config);
+        if let Some(pattern) = regex::pattern_of(config) {
+            patterns.insert(pattern);
+        }
+    }
+    if patterns.len() > limit {
+        return Err(TooManyPatterns {
+            count: patterns.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// What the parser keeps and compiles (`MAX_FEATURES_PER_LOG`, `MAX_FIELD_NAME_CHARS`,
+/// `REGEX_CACHE_SIZE`, `REGEX_SIZE_LIMIT_BYTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    pub fields: FieldLimits,
+    /// Distinct compiled patterns kept.
+    pub regex_cache_size: usize,
+    /// The regex crate's `size_limit` for each pattern, in bytes.
+    pub regex_size_limit: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        Self {
+            fields: FieldLimits::default(),
+            regex_cache_size: 256,
+            regex_size_limit: DEFAULT_REGEX_SIZE_LIMIT,
+        }
+    }
+}
+
 /// Parses logs of every format; one is shared by all request handlers and training jobs.
 #[derive(Debug)]
 pub struct Parser {
     patterns: PatternCache,
+    fields: FieldLimits,
 }
 
 impl Parser {
-    /// A parser that keeps up to `regex_cache_capacity` compiled patterns (at least one).
+    /// A parser that keeps up to `regex_cache_capacity` compiled patterns (at least one), with
+    /// the default limits otherwise.
     pub fn new(regex_cache_capacity: usize) -> Self {
+        Self::with_limits(ParseLimits {
+            regex_cache_size: regex_cache_capacity,
+            ..ParseLimits::default()
+        })
+    }
+
+    /// A parser within `limits`.
+    pub fn with_limits(limits: ParseLimits) -> Self {
         Self {
-            patterns: PatternCache::new(regex_cache_capacity),
+            patterns: PatternCache::with_size_limit(
+                limits.regex_cache_size,
+                limits.regex_size_limit,
+            ),
+            fields: limits.fields,
         }
     }
 
@@ -458,14 +550,64 @@ impl Parser {
     /// without a usable pattern and mapping or that the pattern does not match, or `custom`.
     /// `key_value` never fails.
     pub fn parse(&self, log: &RawLog) -> Result<ParsedLog, ParseError> {
+        self.parse_with(&mut &self.patterns, log)
+    }
+
+    /// What the parser keeps of each log.
+    pub fn field_limits(&self) -> &FieldLimits {
+        &self.fields
+    }
+
+    /// A parser for one batch: it compiles each distinct pattern of the batch at most once
+    /// (see [`ParseBatch`]).
+    pub fn batch(&self) -> ParseBatch<'_> {
+        ParseBatch {
+            parser: self,
+            patterns: regex::BatchPatterns::new(&self.patterns),
+        }
+    }
+
+    fn parse_with(
+        &self,
+        patterns: &mut impl regex::Patterns,
+        log: &RawLog,
+    ) -> Result<ParsedLog, ParseError> {
         match log.format_type {
-            FormatType::Json => parse_json(&log.raw_log),
-            FormatType::KeyValue => Ok(parse_key_value(&log.raw_log)),
-            FormatType::Regex => {
-                regex::parse_regex(&self.patterns, &log.raw_log, log.custom_config.as_deref())
-            }
+            FormatType::Json => parse_json_within(&log.raw_log, &self.fields),
+            FormatType::KeyValue => Ok(parse_key_value_within(&log.raw_log, &self.fields)),
+            FormatType::Regex => regex::parse_regex(
+                patterns,
+                &log.raw_log,
+                log.custom_config.as_deref(),
+                &self.fields,
+            ),
             FormatType::Custom => Err(ParseError::Unsupported),
         }
+    }
+}
+
+/// [`Parser::parse`] for the logs of one batch: the compiled patterns it uses stay shared by
+/// spelling until the batch is done, so a pattern is compiled once per batch at most however
+/// the shared cache churns. Check the batch with [`check_patterns`] first: it holds every
+/// distinct pattern the batch spells.
+pub struct ParseBatch<'a> {
+    parser: &'a Parser,
+    patterns: regex::BatchPatterns<'a>,
+}
+
+impl ParseBatch<'_> {
+    /// Parses one log of the batch.
+    ///
+    /// # Errors
+    /// As [`Parser::parse`].
+    pub fn parse(&mut self, log: &RawLog) -> Result<ParsedLog, ParseError> {
+        self.parser.parse_with(&mut self.patterns, log)
+    }
+
+    /// Distinct patterns the batch has compiled or looked up.
+    #[cfg(test)]
+    fn compiled_patterns(&self) -> usize {
+        self.patterns.len()
     }
 }
 

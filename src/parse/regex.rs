@@ -33,7 +33,7 @@ use ::regex::bytes::{Regex as BytesRegex, RegexBuilder as BytesRegexBuilder};
 use ::regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
-use super::fields::LogBuilder;
+use super::fields::{FieldLimits, LogBuilder};
 use super::{CustomConfig, ParseError, ParsedLog};
 
 /// The `custom_config` key holding the pattern.
@@ -41,9 +41,12 @@ pub const PATTERN: &str = "pattern";
 /// The `custom_config` key holding the group names.
 pub const FIELD_MAPPING: &str = "field_mapping";
 
-/// The largest compiled program a client's pattern may produce. The regex crate's default is 10 MiB;
-/// a log pattern needs far less, and this bounds what one request can make us compile and cache.
-const COMPILED_SIZE_LIMIT: usize = 1 << 20;
+/// The default of `REGEX_SIZE_LIMIT_BYTES`: the largest compiled program a client's pattern may
+/// produce (the regex crate's own default is 10 MiB). The contract's example pattern needs under
+/// 256 KiB. Measured with regex 1.13 (a pattern and one search): a pattern near this limit, such as
+/// `\w{12}`, holds about 1 MiB in all, so the cache of `REGEX_CACHE_SIZE` patterns stays under
+/// about `REGEX_CACHE_SIZE` MiB; `\w{20}` (1.3 MiB under the old 1 MiB limit) is refused.
+pub const DEFAULT_REGEX_SIZE_LIMIT: usize = 512 << 10;
 
 /// The most memory each thread's lazy DFA may use for one pattern (the crate's default is 2 MiB). With
 /// up to `REGEX_CACHE_SIZE` patterns cached, this is the term that grows with the thread count.
@@ -57,8 +60,75 @@ pub struct CompiledPattern {
     ascii: Option<BytesRegex>,
 }
 
+/// Why a pattern does not compile.
+#[derive(Debug, Clone)]
+pub enum PatternError {
+    /// The regex crate refused it; its message.
+    Syntax(Arc<str>),
+    /// It compiles to more than the size limit (bytes).
+    TooBig(usize),
+}
+
+impl From<PatternError> for ParseError {
+    fn from(error: PatternError) -> Self {
+        match error {
+            PatternError::Syntax(message) => ParseError::BadPattern(message),
+            PatternError::TooBig(limit) => ParseError::PatternTooBig { limit },
+        }
+    }
+}
+
 /// A compiled pattern, or why it does not compile.
-type Compiled = Result<Arc<CompiledPattern>, Arc<str>>;
+pub(super) type Compiled = Result<Arc<CompiledPattern>, PatternError>;
+
+/// Where a regex log's pattern is compiled: the shared cache, or the cache through a batch's own
+/// memory of the patterns it has used ([`BatchPatterns`]).
+pub(super) trait Patterns {
+    fn compiled(&mut self, pattern: &str) -> Compiled;
+}
+
+impl Patterns for &PatternCache {
+    fn compiled(&mut self, pattern: &str) -> Compiled {
+        self.get(pattern)
+    }
+}
+
+/// The patterns one batch has used, by spelling, over the shared cache: within a batch each
+/// distinct pattern is compiled at most once, even when the cache (smaller than the batch's
+/// patterns, or churned by other requests meanwhile) has evicted it. The batch's patterns are
+/// bounded beforehand by `MAX_PATTERNS_PER_REQUEST` ([`super::check_patterns`]).
+pub(super) struct BatchPatterns<'a> {
+    cache: &'a PatternCache,
+    seen: HashMap<Box<str>, Compiled>,
+}
+
+impl<'a> BatchPatterns<'a> {
+    pub(super) fn new(cache: &'a PatternCache) -> Self {
+        Self {
+            cache,
+            seen: HashMap::new(),
+        }
+    }
+}
+
+impl BatchPatterns<'_> {
+    /// Distinct patterns the batch has used.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+impl Patterns for BatchPatterns<'_> {
+    fn compiled(&mut self, pattern: &str) -> Compiled {
+        if let Some(compiled) = self.seen.get(pattern) {
+            return compiled.clone();
+        }
+        let compiled = self.cache.get(pattern);
+        self.seen.insert(pattern.into(), compiled.clone());
+        compiled
+    }
+}
 
 struct Slot {
     compiled: Compiled,
@@ -72,8 +142,12 @@ struct Slot {
 /// behind each other; a miss compiles outside any lock and then takes the write lock to insert.
 pub struct PatternCache {
     capacity: usize,
+    /// The regex crate's `size_limit` for each pattern (`REGEX_SIZE_LIMIT_BYTES`).
+    size_limit: usize,
     clock: AtomicU64,
     slots: RwLock<HashMap<Box<str>, Slot>>,
+    /// Patterns compiled so far (misses).
+    compiles: AtomicU64,
 }
 
 impl fmt::Debug for PatternCache {
@@ -81,18 +155,27 @@ impl fmt::Debug for PatternCache {
         formatter
             .debug_struct("PatternCache")
             .field("capacity", &self.capacity)
+            .field("size_limit", &self.size_limit)
             .field("len", &self.len())
             .finish()
     }
 }
 
 impl PatternCache {
-    /// A cache for `capacity` patterns (at least one).
+    /// A cache for `capacity` patterns (at least one), each within [`DEFAULT_REGEX_SIZE_LIMIT`].
     pub fn new(capacity: usize) -> Self {
+        Self::with_size_limit(capacity, DEFAULT_REGEX_SIZE_LIMIT)
+    }
+
+    /// A cache for `capacity` patterns (at least one), each compiling to at most `size_limit`
+    /// bytes (a larger one is [`ParseError::PatternTooBig`]).
+    pub fn with_size_limit(capacity: usize, size_limit: usize) -> Self {
         Self {
             capacity: capacity.max(1),
+            size_limit,
             clock: AtomicU64::new(0),
             slots: RwLock::new(HashMap::new()),
+            compiles: AtomicU64::new(0),
         }
     }
 
@@ -102,6 +185,11 @@ impl PatternCache {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+
+    /// How many patterns have been compiled (cache misses) since the cache was made.
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
     }
 
     /// The compiled `pattern`, compiling and caching it on first use.
@@ -115,7 +203,8 @@ impl PatternCache {
                 return slot.compiled.clone();
             }
         }
-        let compiled = compile(pattern);
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        let compiled = compile(pattern, self.size_limit);
         let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = slots.get(pattern) {
             // Another thread compiled it meanwhile; keep one copy.
@@ -151,16 +240,19 @@ fn evict(slots: &mut HashMap<Box<str>, Slot>, capacity: usize) {
     slots.retain(|_, slot| slot.last_used.load(Ordering::Relaxed) > cutoff);
 }
 
-fn compile(pattern: &str) -> Compiled {
+fn compile(pattern: &str, size_limit: usize) -> Compiled {
     let unicode = RegexBuilder::new(pattern)
-        .size_limit(COMPILED_SIZE_LIMIT)
+        .size_limit(size_limit)
         .dfa_size_limit(DFA_SIZE_LIMIT)
         .build()
-        .map_err(|error| Arc::from(error.to_string()))?;
+        .map_err(|error| match error {
+            ::regex::Error::CompiledTooBig(limit) => PatternError::TooBig(limit),
+            error => PatternError::Syntax(Arc::from(error.to_string())),
+        })?;
     let ascii = if pattern.is_ascii() {
         BytesRegexBuilder::new(pattern)
             .unicode(false)
-            .size_limit(COMPILED_SIZE_LIMIT)
+            .size_limit(size_limit)
             .dfa_size_limit(DFA_SIZE_LIMIT)
             .build()
             .ok()
@@ -180,7 +272,7 @@ pub struct PreparedRegex {
 
 impl PreparedRegex {
     /// Checks `config` and resolves it against its compiled pattern.
-    fn new(cache: &PatternCache, config: &Value) -> Result<Self, ParseError> {
+    fn new(patterns: &mut impl Patterns, config: &Value) -> Result<Self, ParseError> {
         let config = match config {
             Value::Null => return Err(ParseError::MissingPattern),
             Value::Object(config) => config,
@@ -195,7 +287,7 @@ impl PreparedRegex {
             Some(Value::String(pattern)) => pattern,
             Some(_) => return Err(ParseError::InvalidConfig("'pattern' must be a string")),
         };
-        let pattern = cache.get(pattern).map_err(ParseError::BadPattern)?;
+        let pattern = patterns.compiled(pattern)?;
         let names = group_names(&pattern.unicode, config.get(FIELD_MAPPING))?
             .into_iter()
             .map(|name| name.map(Box::from))
@@ -203,8 +295,8 @@ impl PreparedRegex {
         Ok(Self { pattern, names })
     }
 
-    fn parse(&self, line: &str) -> Result<ParsedLog, ParseError> {
-        let mut builder = LogBuilder::new();
+    fn parse(&self, line: &str, limits: &FieldLimits) -> Result<ParsedLog, ParseError> {
+        let mut builder = LogBuilder::new(limits);
         let mut add = |group: usize, text: Option<&str>| {
             let name = self.names.get(group).and_then(Option::as_deref);
             if let (Some(name), Some(text)) = (name, text) {
@@ -248,22 +340,30 @@ impl PreparedRegex {
 /// [`ParseError::MissingPattern`], [`ParseError::InvalidConfig`], [`ParseError::BadPattern`],
 /// [`ParseError::MissingGroup`], [`ParseError::UnknownGroupName`] for a config that cannot be used,
 /// [`ParseError::NoMatch`] when the line does not match.
-pub fn parse_regex(
-    cache: &PatternCache,
+pub(super) fn parse_regex(
+    patterns: &mut impl Patterns,
     line: &str,
     config: Option<&CustomConfig>,
+    limits: &FieldLimits,
 ) -> Result<ParsedLog, ParseError> {
     let Some(config) = config else {
         return Err(ParseError::MissingPattern);
     };
-    let prepared = config
-        .regex
-        .get_or_init(|| PreparedRegex::new(cache, config.value()).ok().map(Arc::new));
+    let prepared = config.regex.get_or_init(|| {
+        PreparedRegex::new(patterns, config.value())
+            .ok()
+            .map(Arc::new)
+    });
     match prepared {
-        Some(prepared) => prepared.parse(line),
+        Some(prepared) => prepared.parse(line, limits),
         // An unusable config is not remembered: checking it again names what is wrong.
-        None => PreparedRegex::new(cache, config.value())?.parse(line),
+        None => PreparedRegex::new(patterns, config.value())?.parse(line, limits),
     }
+}
+
+/// The pattern a regex log's `custom_config` spells, if it spells one.
+pub(super) fn pattern_of(config: &CustomConfig) -> Option<&str> {
+    config.value().get(PATTERN)?.as_str()
 }
 
 /// The field name of every group, by the regex crate's group number (0, the whole match, is unnamed).
@@ -333,11 +433,19 @@ mod tests {
     }
 
     fn parse(config: &Value, line: &str) -> Result<ParsedLog, ParseError> {
-        parse_regex(
+        parse_with(
             &PatternCache::new(4),
             line,
             Some(&CustomConfig::new(config.clone())),
         )
+    }
+
+    fn parse_with(
+        cache: &PatternCache,
+        line: &str,
+        config: Option<&CustomConfig>,
+    ) -> Result<ParsedLog, ParseError> {
+        parse_regex(&mut &*cache, line, config, &FieldLimits::default())
     }
 
     #[test]
@@ -416,7 +524,7 @@ mod tests {
             Some(json!({"field_mapping": {}})),
         ] {
             let config = config.map(CustomConfig::new);
-            let error = parse_regex(&cache, APP_LINE, config.as_ref()).expect_err("no pattern");
+            let error = parse_with(&cache, APP_LINE, config.as_ref()).expect_err("no pattern");
             assert_eq!(
                 error.to_string(),
                 "format_type 'regex' needs custom_config with a 'pattern'"
@@ -509,8 +617,8 @@ mod tests {
                 CustomConfig::new(good.clone()),
                 CustomConfig::new(bad.clone()),
             );
-            parse_regex(&cache, APP_LINE, Some(&good)).expect("parses");
-            parse_regex(&cache, APP_LINE, Some(&bad)).expect_err("bad");
+            parse_with(&cache, APP_LINE, Some(&good)).expect("parses");
+            parse_with(&cache, APP_LINE, Some(&bad)).expect_err("bad");
         }
         assert_eq!(cache.len(), 2);
         let first = cache.get(APP_PATTERN).expect("compiles");
@@ -547,15 +655,15 @@ mod tests {
     fn a_shared_config_is_resolved_once_and_an_unusable_one_keeps_saying_why() {
         let cache = PatternCache::new(4);
         let config = CustomConfig::new(app_config());
-        parse_regex(&cache, APP_LINE, Some(&config)).expect("parses");
+        parse_with(&cache, APP_LINE, Some(&config)).expect("parses");
         let first = config.regex.get().cloned().flatten().expect("prepared");
-        parse_regex(&cache, APP_LINE, Some(&config)).expect("parses again");
+        parse_with(&cache, APP_LINE, Some(&config)).expect("parses again");
         let second = config.regex.get().cloned().flatten().expect("prepared");
         assert!(Arc::ptr_eq(&first, &second));
 
         let bad = CustomConfig::new(json!({"pattern": "(a)", "field_mapping": {"3": "x"}}));
         for _ in 0..2 {
-            let error = parse_regex(&cache, "a", Some(&bad)).expect_err("no group 3");
+            let error = parse_with(&cache, "a", Some(&bad)).expect_err("no group 3");
             assert!(matches!(error, ParseError::MissingGroup { .. }), "{error}");
         }
     }
@@ -594,7 +702,7 @@ mod tests {
                 r"(a|ab)(c|bcd)(d*)",
             ]),
         ) {
-            let compiled = compile(pattern).expect("compiles");
+            let compiled = compile(pattern, DEFAULT_REGEX_SIZE_LIMIT).expect("compiles");
             let ascii = compiled.ascii.as_ref().expect("ASCII twin");
             let unicode = compiled.unicode.captures(&line).map(|captures| {
                 captures.iter().map(|group| group.map(|m| m.range())).collect::<Vec<_>>()

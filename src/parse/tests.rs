@@ -427,3 +427,165 @@ fn logs_spelling_the_same_custom_config_share_one_value() {
     assert_eq!(config(2).value(), &json!({"pattern": "(b)"}));
     assert_eq!(logs[3].custom_config, None);
 }
+
+fn limits(max_fields: usize, max_name_chars: usize) -> FieldLimits {
+    FieldLimits {
+        max_fields,
+        max_name_chars,
+    }
+}
+
+#[test]
+fn every_format_keeps_the_first_fields_up_to_the_limit_and_counts_the_rest() {
+    let parser = Parser::with_limits(ParseLimits {
+        fields: limits(2, 8),
+        ..ParseLimits::default()
+    });
+    let kv = parser
+        .parse(&raw(
+            FormatType::KeyValue,
+            "level=ERROR c=1 a=2 b=3 host=x zone=y rack=z msg=down",
+            None,
+        ))
+        .expect("key_value");
+    // The level and message are not fields; `b` and `rack` are beyond the limit.
+    assert_eq!(kv.level.as_deref(), Some("ERROR"));
+    assert_eq!(kv.message.as_deref(), Some("down"));
+    assert_eq!(
+        kv.features.iter().collect::<Vec<_>>(),
+        [("a", 2.0), ("c", 1.0)]
+    );
+    assert_eq!(kv.attributes.len(), 2);
+    assert_eq!(kv.dropped_fields, 2);
+
+    let json_log = parser
+        .parse(&raw(
+            FormatType::Json,
+            r#"{"averyverylongname": 1, "a": 1, "b": {"c": 2, "d": 3}}"#,
+            None,
+        ))
+        .expect("json");
+    assert_eq!(
+        json_log.features.iter().collect::<Vec<_>>(),
+        [("a", 1.0), ("b.c", 2.0)]
+    );
+    assert_eq!(json_log.dropped_fields, 2, "the long name and b.d");
+
+    let config =
+        json!({"pattern": r"(\d+) (\d+) (\d+)", "field_mapping": {"0": "x", "1": "y", "2": "z"}});
+    let regex_log = parser
+        .parse(&raw(FormatType::Regex, "1 2 3", Some(config)))
+        .expect("regex");
+    assert_eq!(regex_log.features.len(), 2);
+    assert_eq!(regex_log.dropped_fields, 1);
+}
+
+#[test]
+fn names_are_measured_in_characters() {
+    let log = parse_key_value_within("ééé=1 éééé=2", &limits(8, 3));
+    assert_eq!(log.features.iter().collect::<Vec<_>>(), [("ééé", 1.0)]);
+    assert_eq!(log.dropped_fields, 1);
+}
+
+#[test]
+fn a_log_within_the_limits_drops_nothing() {
+    let log = parse_key_value("2024-01-01T10:00:01Z ERROR query_time=5000ms connection_count=100");
+    assert_eq!(log.dropped_fields, 0);
+    assert_eq!(log.features.len(), 2);
+}
+
+#[test]
+fn distinct_patterns_are_counted_by_spelling_before_any_is_compiled() {
+    let regex = |pattern: &str, name: &str| {
+        raw(
+            FormatType::Regex,
+            "x",
+            Some(json!({"pattern": pattern, "field_mapping": {"0": name}})),
+        )
+    };
+    // `(` does not compile: counting never compiles.
+    let logs = [
+        regex("(a)", "a"),
+        regex("(a)", "b"),
+        regex("(", "c"),
+        raw(FormatType::Json, "{}", None),
+        raw(FormatType::Regex, "x", None),
+    ];
+    assert_eq!(check_patterns(&logs, 2), Ok(()));
+    assert_eq!(
+        check_patterns(&logs, 1),
+        Err(TooManyPatterns { count: 2, limit: 1 })
+    );
+}
+
+#[test]
+fn a_batch_compiles_each_of_its_patterns_once_even_past_the_cache() {
+    // A cache of one: without the batch's memory, alternating patterns would evict each other.
+    let parser = Parser::new(1);
+    let config = |pattern: &str| Some(json!({"pattern": pattern, "field_mapping": {"0": "n"}}));
+    let mut batch = parser.batch();
+    for i in 0..4 {
+        for pattern in [r"(\d+)", r"n=(\d+)"] {
+            let log = batch
+                .parse(&raw(FormatType::Regex, &format!("n={i}"), config(pattern)))
+                .expect("parses");
+            assert_eq!(log.features.get("n"), Some(f64::from(i)));
+        }
+    }
+    assert_eq!(batch.compiled_patterns(), 2);
+    assert_eq!(parser.patterns.compiles(), 2, "each pattern compiled once");
+    drop(batch);
+    // Outside a batch the cache of one recompiles as the patterns alternate.
+    for pattern in [r"(\d+)", r"n=(\d+)"] {
+        parser
+            .parse(&raw(FormatType::Regex, "n=1", config(pattern)))
+            .expect("parses");
+    }
+    assert_eq!(parser.patterns.compiles(), 4);
+}
+
+#[test]
+fn a_pattern_beyond_the_size_limit_names_the_limit_and_the_setting() {
+    let parser = Parser::with_limits(ParseLimits {
+        regex_size_limit: 64 << 10,
+        ..ParseLimits::default()
+    });
+    let error = parser
+        .parse(&raw(
+            FormatType::Regex,
+            "x",
+            Some(json!({"pattern": r"(\w{20})"})),
+        ))
+        .expect_err("too big");
+    assert!(matches!(error, ParseError::PatternTooBig { limit: 65536 }));
+    let message = error.to_string();
+    assert!(message.contains("65536 bytes"), "{message}");
+    assert!(message.contains("REGEX_SIZE_LIMIT_BYTES"), "{message}");
+}
+
+proptest! {
+    /// Whatever the line, a log holds at most the limit of features and of attributes, no name
+    /// longer than the limit, and every numeric pair is either kept or counted.
+    #[test]
+    fn key_value_fields_stay_within_the_limits_and_every_pair_is_kept_or_counted(
+        pairs in prop::collection::btree_map("k[a-zé]{0,11}", 0u32..1000, 0..40),
+        max_fields in 1usize..16,
+        max_name_chars in 1usize..12,
+    ) {
+        let line: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let log = parse_key_value_within(&line.join(" "), &limits(max_fields, max_name_chars));
+        prop_assert!(log.features.len() <= max_fields);
+        prop_assert!(log.attributes.len() <= max_fields);
+        prop_assert!(log.features.iter().all(|(name, _)| name.chars().count() <= max_name_chars));
+        prop_assert_eq!(log.features.len() + log.dropped_fields as usize, pairs.len());
+    }
+
+    #[test]
+    fn json_fields_stay_within_the_limits(value in json_value(), max_fields in 1usize..8) {
+        if let Ok(log) = parse_json_within(&value.to_string(), &limits(max_fields, 16)) {
+            prop_assert!(log.features.len() <= max_fields);
+            prop_assert!(log.attributes.len() <= max_fields);
+            prop_assert!(log.attributes.keys().all(|name| name.chars().count() <= 16));
+        }
+    }
+}

@@ -26,6 +26,11 @@ use crate::detect::rules::RuleSet;
 use crate::forest::Contamination;
 use crate::ingest::DEFAULT_MAX_STORED_ANOMALY_BYTES;
 use crate::learn::LearnerConfig;
+use crate::learn::sample::DEFAULT_MAX_FEATURES_PER_SERVICE;
+use crate::parse::{
+    DEFAULT_MAX_FEATURES_PER_LOG, DEFAULT_MAX_FIELD_NAME_CHARS, DEFAULT_REGEX_SIZE_LIMIT,
+    FieldLimits, ParseLimits,
+};
 pub use crate::store::{DEFAULT_MAX_FEEDBACK_RECORDS, DEFAULT_MAX_RECENT_ANOMALIES};
 use crate::store::{IntegrityCheck, StoreOptions, Synchronous};
 pub use crate::telemetry::LogFormat;
@@ -87,7 +92,17 @@ pub struct Settings {
     /// When every tracked-service slot is taken, one idle this long goes to a new service.
     pub tracked_service_idle: Duration,
     pub reservoir_size: usize,
+    /// Distinct feature names one service's training sample may hold.
+    pub max_features_per_service: usize,
     pub regex_cache_size: usize,
+    /// The regex crate's `size_limit` for one pattern, in bytes.
+    pub regex_size_limit: usize,
+    /// Distinct regex patterns in one request.
+    pub max_patterns_per_request: usize,
+    /// Features kept per log (and as many attributes); the rest are ignored and counted.
+    pub max_features_per_log: usize,
+    /// Longest field name kept, in characters.
+    pub max_field_name_chars: usize,
     pub store_synchronous: Synchronous,
     /// `/health` answers 503 when the disk holding DATA_DIR has less free space; 0: not checked.
     pub min_free_disk_bytes: u64,
@@ -233,7 +248,32 @@ impl Settings {
             max_tracked_services: r.ranged("MAX_TRACKED_SERVICES", 200, 1, 1_000_000),
             tracked_service_idle: r.seconds("TRACKED_SERVICE_IDLE_SECONDS", 900, 1),
             reservoir_size: r.ranged("RESERVOIR_SIZE", 2048, 16, 10_000_000),
+            max_features_per_service: r.ranged(
+                "MAX_FEATURES_PER_SERVICE",
+                DEFAULT_MAX_FEATURES_PER_SERVICE,
+                1,
+                100_000,
+            ),
             regex_cache_size: r.ranged("REGEX_CACHE_SIZE", 256, 1, 100_000),
+            regex_size_limit: r.ranged(
+                "REGEX_SIZE_LIMIT_BYTES",
+                DEFAULT_REGEX_SIZE_LIMIT,
+                4096,
+                64 << 20,
+            ),
+            max_patterns_per_request: r.ranged("MAX_PATTERNS_PER_REQUEST", 32, 1, 100_000),
+            max_features_per_log: r.ranged(
+                "MAX_FEATURES_PER_LOG",
+                DEFAULT_MAX_FEATURES_PER_LOG,
+                1,
+                100_000,
+            ),
+            max_field_name_chars: r.ranged(
+                "MAX_FIELD_NAME_CHARS",
+                DEFAULT_MAX_FIELD_NAME_CHARS,
+                8,
+                1 << 16,
+            ),
             store_synchronous: r.choice(
                 "STORE_SYNCHRONOUS",
                 Synchronous::Full,
@@ -287,6 +327,18 @@ impl Settings {
         }
     }
 
+    /// What the parser keeps and compiles.
+    pub fn parse_limits(&self) -> ParseLimits {
+        ParseLimits {
+            fields: FieldLimits {
+                max_fields: self.max_features_per_log,
+                max_name_chars: self.max_field_name_chars,
+            },
+            regex_cache_size: self.regex_cache_size,
+            regex_size_limit: self.regex_size_limit,
+        }
+    }
+
     /// What the learning loop needs.
     pub fn learner_config(&self) -> LearnerConfig {
         LearnerConfig {
@@ -295,6 +347,8 @@ impl Settings {
             contamination: self.model_contamination,
             seed: self.model_random_state,
             reservoir_size: self.reservoir_size,
+            max_features_per_service: self.max_features_per_service,
+            max_patterns_per_request: self.max_patterns_per_request,
             max_tracked_services: self.max_tracked_services,
             tracked_service_idle: self.tracked_service_idle,
             data_dir: self.data_dir.clone(),

@@ -14,6 +14,7 @@ mod faults;
 mod hostile;
 mod ingest;
 mod learning;
+mod limits;
 mod simulator;
 mod simulator_e2e;
 mod storage;
