@@ -13,6 +13,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_aioops-mcp-iforest");
 pub struct ServiceProcess {
     pub base: String,
     pub client: reqwest::Client,
+    pub data_dir: PathBuf,
     pub log: PathBuf,
     child: Child,
 }
@@ -46,6 +47,7 @@ impl ServiceProcess {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("client"),
+            data_dir: data_dir.to_path_buf(),
             log: log.to_path_buf(),
             child,
         };
@@ -87,6 +89,11 @@ impl ServiceProcess {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 
