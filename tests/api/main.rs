@@ -9,6 +9,7 @@ mod anomalies;
 mod cli;
 mod contract;
 mod detection;
+mod edge;
 mod faults;
 mod hostile;
 mod ingest;
