@@ -94,6 +94,7 @@ impl App {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {address} (API_HOST, API_PORT)"))?;
+        server::check_open_file_limit(settings.max_connections);
         if reachable_beyond_this_host(settings.api_host) {
             // Until access tokens arrive (issue #13), the API is open to whoever reaches it.
             tracing::warn!(

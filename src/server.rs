@@ -184,6 +184,44 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
+/// Descriptors kept for the rest of the process (the database and its journal, model files, the
+/// alert clients' connections, the listener) when comparing `MAX_CONNECTIONS` with the limit.
+const OTHER_DESCRIPTORS: u64 = 64;
+
+/// Warns at start-up when `max_connections` cannot all be open under the process's open-file
+/// limit: accepts would then fail with EMFILE (paused and retried, but clients wait) before the
+/// connection limit is reached. Linux only; elsewhere nothing is said.
+pub fn check_open_file_limit(max_connections: usize) {
+    let Some(soft) = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| soft_open_file_limit(&limits))
+    else {
+        return;
+    };
+    let wanted = u64::try_from(max_connections).unwrap_or(u64::MAX);
+    if wanted.saturating_add(OTHER_DESCRIPTORS) > soft {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = soft,
+            "MAX_CONNECTIONS plus the service's own files exceed the open-file limit: beyond about \
+             the limit, new connections wait until others close. Raise the limit (ulimit -n) or \
+             lower MAX_CONNECTIONS."
+        );
+    }
+}
+
+/// The soft "Max open files" of a `/proc/PID/limits` text; `None` when unlimited or absent.
+fn soft_open_file_limit(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Pauses after accepts that fail for want of resources, and logs such a spell once at its start
 /// and once at its end, however long it lasts.
 #[derive(Debug, Default)]
@@ -454,6 +492,17 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
         }
+    }
+
+    #[test]
+    fn the_soft_open_file_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63451                63451                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(soft_open_file_limit(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(soft_open_file_limit(unlimited), None);
     }
 
     #[test]
