@@ -362,14 +362,13 @@ impl Activity {
                 }
                 continue;
             }
-            // A busy connection turns idle without waking this timer: look again at least as
-            // often as the shortest limit.
-            let wake = match phase {
-                Phase::Busy => deadline
-                    .min(Instant::now() + limits.idle_timeout.min(limits.header_read_timeout)),
-                Phase::Head | Phase::Idle => deadline,
-            };
-            tokio::time::sleep_until(wake).await;
+            // A phase change does not wake this timer (waking it on every request would cost
+            // every request a wake-up), and the next phase's limit may be shorter than what is
+            // left of this one (a head timer of 60 s, then an idle one of 1 s): look again at
+            // least as often as the shortest limit. A phase's end is then noticed at most that
+            // late; its deadline is still counted from its start.
+            let shortest = limits.idle_timeout.min(limits.header_read_timeout);
+            tokio::time::sleep_until(deadline.min(Instant::now() + shortest)).await;
         }
     }
 }
@@ -551,6 +550,28 @@ mod tests {
         let start = Instant::now();
         assert_eq!(activity.expired(limits()).await, Phase::Head);
         assert_eq!(start.elapsed(), limits().header_read_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shorter_next_phase_is_noticed_while_the_timer_waits_on_a_longer_one() {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(1),
+            ..limits()
+        };
+        let activity = Arc::new(Activity::new());
+        let watcher = {
+            let activity = Arc::clone(&activity);
+            tokio::spawn(async move { activity.expired(limits).await })
+        };
+        // The timer starts in the head phase, with 60 s to go.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(Busy::begin(Arc::clone(&activity)));
+        let phase = tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .expect("closed long before the head timeout")
+            .expect("joins");
+        assert_eq!(phase, Phase::Idle);
     }
 
     #[tokio::test(start_paused = true)]
