@@ -241,6 +241,58 @@ async fn idle_sockets_at_the_connection_limit_do_not_starve_health() {
 }
 
 #[tokio::test]
+async fn shutdown_finishes_the_request_under_way_and_closes_the_others() {
+    // Arrange: a silent connection, an idle kept-alive one, and a request whose body is half sent.
+    let mut app = spawn_app_with(&[
+        ("HEADER_READ_TIMEOUT_SECONDS", "60"),
+        ("IDLE_TIMEOUT_SECONDS", "60"),
+    ])
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut silent = connect(&app).await;
+    let mut kept_alive = connect(&app).await;
+    kept_alive.write_all(HEALTH_REQUEST).await.expect("sent");
+    assert!(
+        read_response(&mut kept_alive)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let body = json!({"logs": [web_log(90.0, 0.0)]}).to_string();
+    let (first, rest) = body.as_bytes().split_at(10);
+    let mut busy = connect(&app).await;
+    let head = format!(
+        "POST /api/v1/stream/multi-source HTTP/1.1\r\nHost: test\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    busy.write_all(head.as_bytes()).await.expect("sent");
+    busy.write_all(first).await.expect("sent");
+    // Let the server (on this test's thread) read what was sent: a connection with nothing
+    // read yet is closed at shutdown like a silent one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Act
+    let stopping = tokio::spawn(async move { app.stop().await });
+
+    // Assert: the others are closed and no new connection is taken…
+    assert!(read_until_closed(&mut silent).await.is_empty());
+    assert!(read_until_closed(&mut kept_alive).await.is_empty());
+    assert!(
+        TcpStream::connect(&address).await.is_err(),
+        "still accepting"
+    );
+    // …while the request under way is answered, and the connection then closed.
+    busy.write_all(rest).await.expect("sent");
+    let response = read_response(&mut busy).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(read_until_closed(&mut busy).await.is_empty());
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("stopped in time")
+        .expect("joins");
+}
+
+#[tokio::test]
 async fn a_header_too_large_is_refused_by_hyper_and_the_service_goes_on() {
     // hyper answers 431 itself, with an empty body (see api::router's docs).
     let app = spawn_app_with(&[]).await;
