@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, Request};
-use axum::http::header::{CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{
+    ACCEPT_ENCODING, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use http_body_util::LengthLimitError;
@@ -127,8 +129,8 @@ where
     type Rejection = BodyRefused;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        refuse_other_media_types(request.headers()).map_err(BodyRefused)?;
-        refuse_other_encodings(request.headers()).map_err(BodyRefused)?;
+        refuse_other_media_types(request.headers())?;
+        refuse_other_encodings(request.headers())?;
         let gzipped = request.extensions().get::<Gzipped>().is_some();
         let BodyLimit(limit) = BodyLimit::from_ref(state);
         let too_large = || {
@@ -145,7 +147,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limit as u64) {
-            return Err(BodyRefused(too_large()));
+            return Err(too_large().into());
         }
         // The limit counts decompressed bytes, so a gzip bomb stops at `limit` (a 413), however
         // far it would inflate.
@@ -163,8 +165,7 @@ where
                 } else {
                     ApiError::BadRequest("Request body could not be read.".to_owned())
                 }
-            })
-            .map_err(BodyRefused)?;
+            })?;
         Ok(JsonBody(bytes))
     }
 }
@@ -173,15 +174,31 @@ where
 /// closes such a connection rather than read the rest, and when it notices only after the
 /// response head has gone out, that head promised keep-alive: the client then sends its next
 /// request down a connection about to close and gets no answer (seen with a gzip bomb's 413).
+/// A refusal for its content coding also says which coding is accepted (RFC 9110 15.5.16).
 #[derive(Debug)]
-pub struct BodyRefused(pub ApiError);
+pub struct BodyRefused {
+    pub error: ApiError,
+    /// Refused for its Content-Encoding: the answer carries `Accept-Encoding: gzip`.
+    pub coding: bool,
+}
+
+impl From<ApiError> for BodyRefused {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            coding: false,
+        }
+    }
+}
 
 impl IntoResponse for BodyRefused {
     fn into_response(self) -> Response {
-        let mut response = self.0.into_response();
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
+        let mut response = self.error.into_response();
+        let headers = response.headers_mut();
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        if self.coding {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         response
     }
 }
@@ -216,7 +233,7 @@ pub async fn normalize_content_encoding(mut request: Request) -> Request {
 
 /// A body whose Content-Encoding is still there was not decoded (only gzip is): 415, rather
 /// than reading compressed bytes as JSON (a 422 that says nothing about why).
-fn refuse_other_encodings(headers: &HeaderMap) -> Result<(), ApiError> {
+fn refuse_other_encodings(headers: &HeaderMap) -> Result<(), BodyRefused> {
     let Some(declared) = headers.get(CONTENT_ENCODING) else {
         return Ok(());
     };
@@ -226,9 +243,12 @@ fn refuse_other_encodings(headers: &HeaderMap) -> Result<(), ApiError> {
         .chars()
         .take(100)
         .collect();
-    Err(ApiError::UnsupportedMediaType(format!(
-        "Content-Encoding {shown:?} is not supported; send the body uncompressed or as gzip."
-    )))
+    Err(BodyRefused {
+        error: ApiError::UnsupportedMediaType(format!(
+            "Content-Encoding {shown:?} is not supported; send the body uncompressed or as gzip."
+        )),
+        coding: true,
+    })
 }
 
 /// A body declared as anything but JSON is refused (415): browsers send `text/plain`, form and

@@ -430,6 +430,23 @@ async fn other_content_codings_are_a_415_with_detail() {
         let detail = reply["detail"].as_str().expect("a detail");
         assert!(detail.contains("Content-Encoding"), "{detail}");
     }
+    // The refusal names the coding that is accepted (RFC 9110 15.5.16).
+    let response = app
+        .client
+        .post(app.url("/api/v1/stream/multi-source"))
+        .header("content-encoding", "br")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 415);
+    assert_eq!(
+        response
+            .headers()
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip")
+    );
     // `identity` is no coding at all.
     let (status, reply) = post_encoded(
         &app,
