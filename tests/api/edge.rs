@@ -240,6 +240,117 @@ async fn idle_sockets_at_the_connection_limit_do_not_starve_health() {
     assert_eq!(logs.len(), 1);
 }
 
+/// The binary under `ulimit -n 128`, as in the reproduction, killed when dropped.
+struct LimitedProcess {
+    child: std::process::Child,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+impl LimitedProcess {
+    async fn start(dir: &std::path::Path, vars: &[(&str, &str)]) -> Self {
+        let port = crate::helpers::free_port().await.port();
+        let log = dir.join("service.log");
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg("ulimit -n 128 && exec \"$0\"")
+            .arg(crate::helpers::process::BIN)
+            .env_clear()
+            .env("API_HOST", "127.0.0.1")
+            .env("API_PORT", port.to_string())
+            .env("DATA_DIR", dir.join("data"))
+            .env("RETRAIN_INTERVAL_SECONDS", "0")
+            .env("LOG_FORMAT", "text");
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("the service starts");
+        let process = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let client = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok(response) = client.get(process.url("/health")).send().await
+                && response.status() == 200
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("not healthy in 30 s:\n{}", process.log_text());
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for LimitedProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn idle_sockets_beyond_the_open_file_limit_do_not_take_the_service_down() {
+    // Arrange: the reproduction, 200 idle sockets under a 128-descriptor limit, with
+    // MAX_CONNECTIONS (1024) above it so that accepts do fail with "Too many open files".
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = LimitedProcess::start(dir.path(), &[("HEADER_READ_TIMEOUT_SECONDS", "1")]).await;
+    let address = service.base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        if let Ok(stream) = TcpStream::connect(&address).await {
+            idle.push(stream);
+        }
+    }
+
+    // Act: /health while they are open, through a fresh connection each time.
+    let client = reqwest::Client::builder()
+        .timeout(WAIT)
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let health = client.get(service.url("/health")).send().await;
+
+    // Assert: answered once idle sockets time out; the accept errors were not logged per try.
+    let log = service.log_text();
+    assert_eq!(health.map(|r| r.status().as_u16()).ok(), Some(200), "{log}");
+    drop(idle);
+    for _ in 0..3 {
+        let response = client
+            .get(service.url("/health"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 200);
+    }
+    let log = service.log_text();
+    assert!(
+        log.contains("open-file limit"),
+        "no start-up warning:\n{log}"
+    );
+    let accept_errors = log.matches("Accepting connections failed").count();
+    // At least one spell of failing accepts (the scenario happened), each logged once.
+    assert!(
+        (1..20).contains(&accept_errors),
+        "{accept_errors} accept errors logged:\n{log}"
+    );
+}
+
 #[tokio::test]
 async fn shutdown_finishes_the_request_under_way_and_closes_the_others() {
     // Arrange: a silent connection, an idle kept-alive one, and a request whose body is half sent.
