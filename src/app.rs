@@ -2,7 +2,7 @@
 //! and stops gracefully (stop accepting, finish in-flight requests, close storage).
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -17,6 +17,7 @@ use crate::ingest::IngestService;
 use crate::ingest::{BatchLimits, Counters, Pipeline, PipelineLimits};
 use crate::learn::Learner;
 use crate::parse::Parser;
+use crate::server::{self, ServerLimits};
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -25,6 +26,7 @@ use crate::store::Store;
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    limits: ServerLimits,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -93,6 +95,16 @@ impl App {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {address} (API_HOST, API_PORT)"))?;
+        server::check_open_file_limit(settings.max_connections);
+        if reachable_beyond_this_host(settings.api_host) {
+            // Until access tokens arrive (issue #13), the API is open to whoever reaches it.
+            tracing::warn!(
+                address = %address,
+                "Listening beyond loopback: anything that can reach this port can post logs, \
+                 delete the anomaly history and train models, as no access token is required. \
+                 Keep the port behind a firewall or a network policy, or set API_HOST=127.0.0.1."
+            );
+        }
         let alerts = AlertSystem::start(settings.alert_config(), store.clone())
             .await
             .context("starting the alert channels")?;
@@ -109,6 +121,7 @@ impl App {
                 max_patterns: settings.max_patterns_per_request,
             },
         );
+        let limits = settings.server_limits();
         let state = AppState {
             settings: Arc::new(settings),
             ingest,
@@ -121,6 +134,7 @@ impl App {
         Ok(Self {
             listener,
             state,
+            limits,
             background,
         })
     }
@@ -155,16 +169,14 @@ impl App {
         let Self {
             listener,
             state,
+            limits,
             background,
         } = self;
         let address = listener.local_addr().ok();
         tracing::info!(?address, "Serving.");
         let router = api::router(state.clone());
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
-        tracing::info!("Stopped accepting; in-flight requests finished.");
+        server::serve(listener, router, limits, shutdown).await;
+        tracing::info!("In-flight requests finished; connections closed.");
         for task in background {
             task.abort();
         }
@@ -176,5 +188,41 @@ impl App {
         store.shutdown().await.context("closing the database")?;
         tracing::info!("Storage closed; bye.");
         Ok(())
+    }
+}
+
+/// Whether `host` lets other machines connect: anything but 127.0.0.0/8 and ::1 (an IPv4-mapped
+/// loopback address included). `0.0.0.0` and `::` listen on every interface.
+fn reachable_beyond_this_host(host: IpAddr) -> bool {
+    let loopback = match host {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    };
+    !loopback
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_addresses_stay_on_this_host() {
+        for local in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            let host: IpAddr = local.parse().expect("an address");
+            assert!(!reachable_beyond_this_host(host), "{local}");
+        }
+        for exposed in [
+            "0.0.0.0",
+            "::",
+            "10.0.0.5",
+            "192.168.1.10",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let host: IpAddr = exposed.parse().expect("an address");
+            assert!(reachable_beyond_this_host(host), "{exposed}");
+        }
     }
 }

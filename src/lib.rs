@@ -19,6 +19,7 @@ pub(crate) mod ingest;
 pub(crate) mod learn;
 pub mod parse;
 mod rfc3339;
+pub(crate) mod server;
 pub mod settings;
 pub(crate) mod signal;
 pub mod simulator;

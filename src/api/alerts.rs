@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
@@ -16,6 +16,7 @@ use crate::alert::{AlertQuery, StoredAlert};
 use crate::api::AppState;
 use crate::api::anomalies::query_error;
 use crate::api::error::ApiError;
+use crate::api::extract::ApiQuery;
 
 /// The most alerts one GET returns.
 pub const MAX_LIMIT: usize = 1000;
@@ -71,7 +72,7 @@ fn parse_query(params: &HashMap<String, String>) -> Result<AlertQuery, ApiError>
 
 async fn list_alerts(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<Vec<StoredAlert>>, ApiError> {
     let query = parse_query(&params)?;
     Ok(Json(state.alerts.list(query).await?))

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,8 +17,11 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::api::AppState;
+use crate::api::body::name_too_long;
 use crate::api::error::{ApiError, FieldError};
+use crate::api::extract::ApiQuery;
 use crate::detect::DetectorKind;
+use crate::parse::MAX_NAME_CHARS;
 use crate::store::{AnomalyOrder, AnomalyQuery, AnomalyRecord, StoreError};
 
 /// The most records one GET returns.
@@ -140,7 +143,7 @@ const LISTING_CHUNKS_AHEAD: usize = 2;
 /// short (the client sees a truncated body, never a well-formed partial list).
 async fn list_anomalies(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let query = parse_query(&params)?;
     let (sender, mut pieces) = mpsc::channel(LISTING_CHUNKS_AHEAD);
@@ -241,12 +244,61 @@ impl ListingWriter {
     }
 }
 
-async fn clear_anomalies(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let removed = state.store.clear_anomalies().await?;
-    tracing::info!(removed, "Anomaly history cleared.");
-    Ok(Json(
-        json!({"message": "All anomaly records have been cleared."}),
-    ))
+/// What DELETE may be narrowed by: `service` alone. Any other parameter is refused (422) rather
+/// than ignored: ignoring `?service=x` once cleared every service's history (issue #17 row 13),
+/// and a misspelt filter must not do the same.
+fn parse_delete_query(params: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
+    let mut errors: Vec<FieldError> = params
+        .iter()
+        .filter(|(name, _)| name.as_str() != "service")
+        .map(|(name, value)| {
+            query_error(
+                name,
+                "extra_forbidden",
+                "Extra inputs are not permitted",
+                value,
+            )
+        })
+        .collect();
+    errors.sort_by(|a, b| {
+        a.loc
+            .get(1)
+            .map(Value::to_string)
+            .cmp(&b.loc.get(1).map(Value::to_string))
+    });
+    let service = params.get("service");
+    if let Some(service) = service {
+        let chars = service.chars().count();
+        if chars > MAX_NAME_CHARS {
+            errors.push(name_too_long(vec![json!("query"), json!("service")], chars));
+        }
+    }
+    if errors.is_empty() {
+        Ok(service.cloned())
+    } else {
+        Err(ApiError::Unprocessable(errors))
+    }
+}
+
+/// Clears the whole history, or with `?service=x` that service's records only.
+async fn clear_anomalies(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let service = parse_delete_query(&params)?;
+    let removed = state.store.clear_anomalies(service.clone()).await?;
+    let message = match service {
+        None => {
+            tracing::info!(removed, "Anomaly history cleared.");
+            "All anomaly records have been cleared.".to_owned()
+        }
+        Some(service) => {
+            tracing::info!(removed, service, "Anomaly history of one service cleared.");
+            let records = if removed == 1 { "record" } else { "records" };
+            format!("{removed} anomaly {records} of service {service:?} have been cleared.")
+        }
+    };
+    Ok(Json(json!({ "message": message })))
 }
 
 #[cfg(test)]
@@ -282,6 +334,34 @@ mod tests {
                 json!("order")
             ]
         );
+    }
+
+    #[test]
+    fn delete_is_narrowed_by_service_only() {
+        assert_eq!(parse_delete_query(&HashMap::new()).expect("valid"), None);
+        assert_eq!(
+            parse_delete_query(&params(&[("service", "db")])).expect("valid"),
+            Some("db".to_owned())
+        );
+        let Err(ApiError::Unprocessable(errors)) =
+            parse_delete_query(&params(&[("servce", "db"), ("limit", "5")]))
+        else {
+            panic!("expected a 422");
+        };
+        let names: Vec<_> = errors.iter().map(|e| e.loc[1].clone()).collect();
+        assert_eq!(names, [json!("limit"), json!("servce")]);
+        assert!(errors.iter().all(|e| e.kind == "extra_forbidden"));
+    }
+
+    #[test]
+    fn a_service_longer_than_any_stored_one_is_refused() {
+        let long = "s".repeat(MAX_NAME_CHARS + 1);
+        let Err(ApiError::Unprocessable(errors)) =
+            parse_delete_query(&params(&[("service", &long)]))
+        else {
+            panic!("expected a 422");
+        };
+        assert_eq!(errors[0].kind, "string_too_long");
     }
 
     #[test]

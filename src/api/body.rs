@@ -1,5 +1,6 @@
-//! Request bodies: read within the size limit, decoded as JSON whatever the content type, and checked
-//! field by field so a bad body gets the same 422 list FastAPI would give, every problem at once.
+//! Request bodies: read within the size limit (counted after gzip decompression), decoded as JSON
+//! when declared as JSON or not declared at all, and checked field by field so a bad body gets the
+//! same 422 list FastAPI would give, every problem at once.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,8 +9,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, Request};
-use axum::http::HeaderMap;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{
+    ACCEPT_ENCODING, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use http_body_util::LengthLimitError;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
@@ -121,29 +126,129 @@ where
     S: Send + Sync,
     BodyLimit: FromRef<S>,
 {
-    type Rejection = ApiError;
+    type Rejection = BodyRefused;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         refuse_other_media_types(request.headers())?;
+        refuse_other_encodings(request.headers())?;
+        let gzipped = request.extensions().get::<Gzipped>().is_some();
         let BodyLimit(limit) = BodyLimit::from_ref(state);
         let too_large = || {
+            let after = if gzipped { " once decompressed" } else { "" };
             ApiError::PayloadTooLarge(format!(
-                "Request body is larger than the limit of {limit} bytes (MAX_BODY_BYTES)."
+                "Request body is larger{after} than the limit of {limit} bytes (MAX_BODY_BYTES)."
             ))
         };
+        // A gzip body has had its Content-Length removed by the decompression layer: only the
+        // decompressed bytes count, below.
         let declared = request
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limit as u64) {
-            return Err(too_large());
+            return Err(too_large().into());
         }
+        // The limit counts decompressed bytes, so a gzip bomb stops at `limit` (a 413), however
+        // far it would inflate.
         let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
             .await
-            .map_err(|_| too_large())?;
+            .map_err(|error| {
+                let over_limit = std::error::Error::source(&error)
+                    .is_some_and(|source| source.is::<LengthLimitError>());
+                if over_limit {
+                    too_large()
+                } else if gzipped {
+                    ApiError::BadRequest(
+                        "Request body is not valid gzip (Content-Encoding: gzip).".to_owned(),
+                    )
+                } else {
+                    ApiError::BadRequest("Request body could not be read.".to_owned())
+                }
+            })?;
         Ok(JsonBody(bytes))
     }
+}
+
+/// A body refused before it was read to its end, answered with `Connection: close`. hyper
+/// closes such a connection rather than read the rest, and when it notices only after the
+/// response head has gone out, that head promised keep-alive: the client then sends its next
+/// request down a connection about to close and gets no answer (seen with a gzip bomb's 413).
+/// A refusal for its content coding also says which coding is accepted (RFC 9110 15.5.16).
+#[derive(Debug)]
+pub struct BodyRefused {
+    pub error: ApiError,
+    /// Refused for its Content-Encoding: the answer carries `Accept-Encoding: gzip`.
+    pub coding: bool,
+}
+
+impl From<ApiError> for BodyRefused {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            coding: false,
+        }
+    }
+}
+
+impl IntoResponse for BodyRefused {
+    fn into_response(self) -> Response {
+        let mut response = self.error.into_response();
+        let headers = response.headers_mut();
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        if self.coding {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        response
+    }
+}
+
+/// Marks a request whose body arrived gzip-compressed (see [`normalize_content_encoding`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Gzipped;
+
+/// Runs before tower-http's request decompression, which recognises the exact token `gzip`
+/// only: content codings are case-insensitive and `x-gzip` is gzip (RFC 9110 8.4.1.3), and
+/// `identity` means no coding at all. Marks gzip requests with [`Gzipped`].
+pub async fn normalize_content_encoding(mut request: Request) -> Request {
+    let coding = request
+        .headers()
+        .get(CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim().to_ascii_lowercase());
+    match coding.as_deref() {
+        Some("gzip" | "x-gzip") => {
+            request
+                .headers_mut()
+                .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            request.extensions_mut().insert(Gzipped);
+        }
+        Some("identity" | "") => {
+            request.headers_mut().remove(CONTENT_ENCODING);
+        }
+        _ => {}
+    }
+    request
+}
+
+/// A body whose Content-Encoding is still there was not decoded (only gzip is): 415, rather
+/// than reading compressed bytes as JSON (a 422 that says nothing about why).
+fn refuse_other_encodings(headers: &HeaderMap) -> Result<(), BodyRefused> {
+    let Some(declared) = headers.get(CONTENT_ENCODING) else {
+        return Ok(());
+    };
+    let shown: String = declared
+        .to_str()
+        .unwrap_or("(not text)")
+        .chars()
+        .take(100)
+        .collect();
+    Err(BodyRefused {
+        error: ApiError::UnsupportedMediaType(format!(
+            "Content-Encoding {shown:?} is not supported; send the body uncompressed or as gzip."
+        )),
+        coding: true,
+    })
 }
 
 /// A body declared as anything but JSON is refused (415): browsers send `text/plain`, form and

@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod anomalies;
 pub mod body;
 pub mod error;
+pub mod extract;
 pub mod feedback;
 pub mod health;
 pub mod ingest;
@@ -24,9 +25,16 @@ use axum::{BoxError, Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
 
-/// Every route, with tracing, a request timeout and a panic guard around them.
+/// Every route, with tracing, a request timeout, a panic guard and gzip request bodies decoded.
+///
+/// Some refusals never reach the router: hyper answers a request it cannot parse (400), one
+/// whose head is too large (431) or whose URI is too long (414) itself, with an empty body, and
+/// closes the connection. It writes those responses in its HTTP/1 state machine
+/// (`proto/h1/role.rs`, `on_error`), before any service runs, and offers no hook for their
+/// body; a `{"detail": …}` there would need a parser of our own in front of hyper's.
 pub fn router(state: AppState) -> Router {
     let timeout = state.settings.request_timeout;
     Router::new()
@@ -55,7 +63,13 @@ pub fn router(state: AppState) -> Router {
                 .layer(HandleErrorLayer::new(move |error: BoxError| {
                     timeout_response(error, timeout)
                 }))
-                .timeout(timeout),
+                .timeout(timeout)
+                .layer(axum::middleware::map_request(
+                    body::normalize_content_encoding,
+                ))
+                // Other codings pass through with their header, and the body extractor answers
+                // them 415 with a detail (tower-http's own 415 has an empty body).
+                .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true)),
         )
 }
 

@@ -1,6 +1,6 @@
 //! POST /api/v1/train, GET /api/v1/train/{job_id}, GET /api/v1/models: the learning loop's front door.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::api::AppState;
 use crate::api::body::{Checker, JsonBody, body_loc, check_names, child, objects, too_many};
 use crate::api::error::ApiError;
+use crate::api::extract::ApiPath;
 use crate::learn::JobRefused;
 use crate::parse::RawLog;
 
@@ -79,7 +80,7 @@ async fn start_training(
 
 async fn training_status(
     State(state): State<AppState>,
-    Path(job_id): Path<String>,
+    ApiPath(job_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let job = state
         .store

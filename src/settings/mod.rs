@@ -31,6 +31,7 @@ use crate::parse::{
     DEFAULT_MAX_FEATURES_PER_LOG, DEFAULT_MAX_FIELD_NAME_CHARS, DEFAULT_REGEX_SIZE_LIMIT,
     FieldLimits, ParseLimits,
 };
+use crate::server::ServerLimits;
 pub use crate::store::{DEFAULT_MAX_FEEDBACK_RECORDS, DEFAULT_MAX_RECENT_ANOMALIES};
 use crate::store::{IntegrityCheck, StoreOptions, Synchronous};
 pub use crate::telemetry::LogFormat;
@@ -86,6 +87,12 @@ pub struct Settings {
     pub max_logs_per_request: usize,
     pub max_raw_log_bytes: usize,
     pub request_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// From a connection's accept (or a next request's first byte) to a complete request head.
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
     /// `None` turns periodic retraining off.
     pub retrain_interval: Option<Duration>,
     pub max_tracked_services: usize,
@@ -241,6 +248,9 @@ impl Settings {
             max_logs_per_request: r.ranged("MAX_LOGS_PER_REQUEST", 10_000, 1, 1_000_000),
             max_raw_log_bytes: r.ranged("MAX_RAW_LOG_BYTES", 64 * 1024, 16, 16 << 20),
             request_timeout: r.seconds("REQUEST_TIMEOUT_SECONDS", 30, 1),
+            max_connections: r.ranged("MAX_CONNECTIONS", 1024, 1, 1_000_000),
+            header_read_timeout: r.positive_seconds("HEADER_READ_TIMEOUT_SECONDS", 10.0),
+            idle_timeout: r.positive_seconds("IDLE_TIMEOUT_SECONDS", 60.0),
             retrain_interval: {
                 let interval = r.seconds("RETRAIN_INTERVAL_SECONDS", 3600, 0);
                 (!interval.is_zero()).then_some(interval)
@@ -315,6 +325,16 @@ impl Settings {
     /// Where the database lives.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("aioops.db")
+    }
+
+    /// What the HTTP server needs: its connection limit and timeouts.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
+        }
     }
 
     /// What the store needs.
@@ -416,6 +436,44 @@ mod tests {
         assert_eq!(settings.n_estimators, 100);
         assert_eq!(settings.data_dir, PathBuf::from("./data"));
         assert_eq!(settings.retrain_interval, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn connection_limits_default_and_accept_fractions_of_a_second() {
+        let limits = Settings::from_vars(&HashMap::new())
+            .expect("defaults are valid")
+            .server_limits();
+        assert_eq!(limits.max_connections, 1024);
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(60));
+        let limits = Settings::from_vars(&vars(&[
+            ("MAX_CONNECTIONS", "4"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "0.5"),
+            ("IDLE_TIMEOUT_SECONDS", "1"),
+        ]))
+        .expect("valid")
+        .server_limits();
+        assert_eq!(limits.max_connections, 4);
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bad_connection_limits_are_named() {
+        let error = Settings::from_vars(&vars(&[
+            ("MAX_CONNECTIONS", "0"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "0"),
+            ("IDLE_TIMEOUT_SECONDS", "forever"),
+        ]))
+        .expect_err("refused");
+        let text = error.to_string();
+        for name in [
+            "MAX_CONNECTIONS",
+            "HEADER_READ_TIMEOUT_SECONDS",
+            "IDLE_TIMEOUT_SECONDS",
+        ] {
+            assert!(text.contains(name), "{name} missing from: {text}");
+        }
     }
 
     #[test]

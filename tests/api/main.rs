@@ -10,6 +10,7 @@ mod cli;
 mod contract;
 mod corpus;
 mod detection;
+mod edge;
 mod faults;
 mod hostile;
 mod ingest;
