@@ -122,6 +122,27 @@ fn stages(c: &mut Criterion) {
             black_box(serde_json::to_vec(&results).expect("results serialize"))
         })
     });
+    {
+        use tower::ServiceExt;
+        let router = app.router();
+        group.bench_function("router_request", |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let request = axum::http::Request::post("/api/v1/stream/multi-source")
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(body.clone()))
+                        .expect("request");
+                    let response = router.clone().oneshot(request).await.expect("infallible");
+                    assert_eq!(response.status(), 200);
+                    black_box(
+                        axum::body::to_bytes(response.into_body(), usize::MAX)
+                            .await
+                            .expect("body"),
+                    )
+                })
+            })
+        });
+    }
     group.finish();
 
     let anomalies = runtime

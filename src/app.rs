@@ -149,6 +149,12 @@ impl App {
         &self.state
     }
 
+    /// Every route with its layers, as the server serves them (benchmarks drive it without a
+    /// socket).
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
     ///
     /// # Errors
