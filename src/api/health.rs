@@ -70,7 +70,10 @@ async fn readiness(state: &AppState) -> Result<(), String> {
                 .unwrap_or("Storage is not writable.")
                 .to_owned())
         }
-        Err(_) => Err("Storage did not answer a write within 2 s.".to_owned()),
+        Err(_) => Err(format!(
+            "Storage did not answer a write within {} s.",
+            HEALTH_DEADLINE.as_secs()
+        )),
     }
 }
 

@@ -18,16 +18,16 @@ const SHARE_DIVISOR: usize = 4;
 /// Cuts `record`'s text to `max_bytes` in all (JSON-encoded size of the metadata, UTF-8 bytes of
 /// the message and raw log), noting each cut in `context.stored_truncated`.
 pub fn bound_stored_text(record: &mut AnomalyRecord, max_bytes: usize) {
+    let metadata_budget = max_bytes / SHARE_DIVISOR;
+    let mut metadata_len = encoded_len(&record.metadata);
     let message_len = record.message.as_ref().map_or(0, String::len);
-    // Most records are far below the bound: one cheap sum settles them.
-    if record.raw_log.len() + message_len + max_bytes / SHARE_DIVISOR <= max_bytes
-        && encoded_len(&record.metadata) <= max_bytes / SHARE_DIVISOR
+    // Most records are far below the bound: one sum settles them.
+    if record.raw_log.len() + message_len + metadata_budget <= max_bytes
+        && metadata_len <= metadata_budget
     {
         return;
     }
     let mut cuts = Map::new();
-    let metadata_budget = max_bytes / SHARE_DIVISOR;
-    let mut metadata_len = encoded_len(&record.metadata);
     if metadata_len > metadata_budget {
         let mut dropped = 0;
         for key in ["attributes", "tags"] {
