@@ -13,13 +13,11 @@ prints the resident set before, the peak (VmHWM) and the resident set after, and
 sampled row: (peak - before) / (SERVICES x RESERVOIR_SIZE).
 """
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+import service
 
 
 def status(pid, field):
@@ -30,20 +28,6 @@ def status(pid, field):
     raise SystemExit(f"no {field}")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(base, path, body):
-    request = urllib.request.Request(
-        base + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=600) as response:
-        return json.load(response)
-
-
 def main():
     binary = sys.argv[1]
     services = int(sys.argv[2]) if len(sys.argv) > 2 else 8
@@ -51,28 +35,13 @@ def main():
     features = int(sys.argv[4]) if len(sys.argv) > 4 else 64
     name_chars = int(sys.argv[5]) if len(sys.argv) > 5 else 128
     categories = int(sys.argv[6]) if len(sys.argv) > 6 else 16
-    port = free_port()
     data = tempfile.mkdtemp()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(port),
-        "DATA_DIR": data,
-        "RETRAIN_INTERVAL_SECONDS": "0",
-        "LOG_LEVEL": "warn",
+    child, base = service.start(binary, data, {
         "MAX_TRACKED_SERVICES": str(services),
         "RESERVOIR_SIZE": str(reservoir),
         "MAX_FEATURES_PER_SERVICE": str(features),
-    }
-    child = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    })
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         before = status(child.pid, "VmRSS")
         started = time.time()
         per_request = 800
@@ -87,7 +56,7 @@ def main():
                     record.update(attributes)
                     logs.append({"raw_log": json.dumps(record), "service": f"svc-{s}",
                                  "source": "bench", "format_type": "json"})
-                post(base, "/api/v1/stream/multi-source", {"logs": logs})
+                service.post(base + "/api/v1/stream/multi-source", {"logs": logs})
                 sent += per_request
         # Let the last automatic fits finish.
         time.sleep(5)

@@ -15,18 +15,10 @@ import json
 import os
 import random
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import service
 
 
 def typical(rng, i):
@@ -48,10 +40,7 @@ def worst(rng, i):
 
 
 def post(url, logs):
-    body = json.dumps({"logs": logs}).encode()
-    request = urllib.request.Request(url, body, {"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        results = json.load(response)
+    results = service.post(url, {"logs": logs}, timeout=120)
     return sum(r["is_anomaly"] for r in results)
 
 
@@ -60,19 +49,10 @@ def main():
     make = {"typical": typical, "worst": worst}[kind]
     extra = dict(v.split("=", 1) for v in sys.argv[4:])
     work = tempfile.mkdtemp()
-    port = free_port()
-    env = {"PATH": os.environ.get("PATH", ""), "DATA_DIR": work + "/data", "API_HOST": "127.0.0.1",
-           "API_PORT": str(port), "LOG_LEVEL": "error", "RETRAIN_INTERVAL_SECONDS": "0",
-           "STORE_SYNCHRONOUS": "normal", "MAX_RECENT_ANOMALIES": str(count), **extra}
-    service = subprocess.Popen([binary], env=env)
+    process, base = service.start(binary, work + "/data", {
+        "LOG_LEVEL": "error", "STORE_SYNCHRONOUS": "normal", "MAX_RECENT_ANOMALIES": str(count),
+        **extra})
     try:
-        base = "http://127.0.0.1:%d" % port
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
         rng = random.Random(7)
         batch = 100 if kind == "typical" else 50
         stored = 0
@@ -80,8 +60,8 @@ def main():
             stored += post(base + "/api/v1/stream/multi-source",
                            [make(rng, stored + j) for j in range(min(batch, count - stored))])
     finally:
-        service.terminate()
-        service.wait(30)
+        process.terminate()
+        process.wait(30)
     data = work + "/data"
     size = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)
                if f.startswith("aioops.db"))
