@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import helm_python as helm
@@ -369,3 +370,99 @@ def test_values_given_under_secrets_win_over_env(render):
     rendered = render({"env": {"SLACK_WEBHOOK_URL": "https://old"}, "secrets": {"SLACK_WEBHOOK_URL": "https://new"}})
     data = rendered.one("Secret")["data"]
     assert base64.b64decode(data["SLACK_WEBHOOK_URL"]).decode() == "https://new"
+
+
+# --- Prometheus and Grafana ------------------------------------------------------------------------
+
+METRICS_ON: dict[str, Any] = {
+    "metrics": {
+        "serviceMonitor": {
+            "enabled": True,
+            "labels": {"release": "kube-prometheus-stack"},
+            "interval": "15s",
+            "scrapeTimeout": "5s",
+        },
+        "grafanaDashboard": {
+            "enabled": True,
+            "namespace": "monitoring",
+            "annotations": {"grafana_folder": "AIOps"},
+        },
+    },
+    "env": {"API_PORT": "9000"},
+}
+
+
+def test_pods_carry_scrape_annotations_by_default(render):
+    annotations = render().one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8000"
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_scrape_annotations_follow_the_port_and_pod_annotations_win(render):
+    moved = render({"env": {"API_PORT": "9000"}}).one("Deployment")["spec"]["template"]["metadata"]
+    assert moved["annotations"]["prometheus.io/port"] == "9000"
+    # ALL_ON sets prometheus.io/scrape: "false" under podAnnotations.
+    overridden = render(ALL_ON).one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert overridden["prometheus.io/scrape"] == "false"
+    assert overridden["prometheus.io/path"] == "/metrics"
+    off = render({"metrics": {"scrapeAnnotations": False}}).one("Deployment")
+    assert not any(key.startswith("prometheus.io/") for key in off["spec"]["template"]["metadata"]["annotations"])
+
+
+def test_service_monitor_and_dashboard_are_off_by_default(render):
+    assert "ServiceMonitor" not in render().kinds()
+    assert len(render().all("ConfigMap")) == 1
+
+
+def test_service_monitor_scrapes_the_services_http_port(render):
+    rendered = render(METRICS_ON)
+    monitor = rendered.one("ServiceMonitor")
+    service = rendered.one("Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == NAMESPACE
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint == {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
+    assert any(port["name"] == "http" for port in service["spec"]["ports"])
+
+
+def test_dashboard_configmap_is_labelled_for_the_grafana_sidecar(render):
+    rendered = render(METRICS_ON)
+    dashboards = [c for c in rendered.all("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    assert len(dashboards) == 1
+    dashboard = dashboards[0]
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "AIOps"}
+    content = json.loads(dashboard["data"]["aioops-mcp-iforest.json"])
+    with open(CHART_DIR / "dashboards" / "aioops-mcp-iforest.json", encoding="utf-8") as file:
+        assert content == json.load(file)
+    titles = " ".join(panel["title"] for panel in content["panels"]).lower()
+    for topic in ("ingest rate", "latency", "anomaly rate per service", "alert deliveries", "outbox", "model age"):
+        assert topic in titles, topic
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_metrics_manifests_of_kubernetes_kinds_are_valid(render, kube_version):
+    for doc in render(METRICS_ON).docs:
+        if doc["kind"] == "ServiceMonitor":
+            continue  # a CRD: its fields are checked above
+        kubernetes_validate.validate(doc, kube_version, strict=True)
+
+
+@pytest.mark.parametrize(
+    "values, where",
+    [
+        ({"metrics": {"serviceMonitor": {"interval": "often"}}}, "/metrics/serviceMonitor/interval"),
+        ({"metrics": {"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}}, "/metrics/grafanaDashboard/labels"),
+        ({"metrics": {"scrape": True}}, "scrape"),
+    ],
+)
+def test_schema_rejects_bad_metrics_values(chart, values, where):
+    with pytest.raises(helm.HelmValuesError) as error:
+        chart.validate_schema(values)
+    assert where in str(error.value)

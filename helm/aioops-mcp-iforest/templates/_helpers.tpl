@@ -125,3 +125,19 @@ placeholders are left out.
 {{- define "aioops.image" -}}
 {{- printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
 {{- end }}
+
+{{/* The pods' own annotations: podAnnotations over the Prometheus scrape annotations. */}}
+{{- define "aioops.podAnnotations" -}}
+{{- $annotations := dict }}
+{{- if .Values.metrics.scrapeAnnotations }}
+{{- $_ := set $annotations "prometheus.io/scrape" "true" }}
+{{- $_ := set $annotations "prometheus.io/port" (include "aioops.containerPort" .) }}
+{{- $_ := set $annotations "prometheus.io/path" "/metrics" }}
+{{- end }}
+{{- with .Values.podAnnotations }}
+{{- $annotations = merge (deepCopy .) $annotations }}
+{{- end }}
+{{- if $annotations }}
+{{- toYaml $annotations }}
+{{- end }}
+{{- end }}
