@@ -16,6 +16,7 @@ use crate::detect::Detector;
 use crate::ingest::IngestService;
 use crate::ingest::{BatchLimits, Counters, Pipeline, PipelineLimits};
 use crate::learn::Learner;
+use crate::metrics::Metrics;
 use crate::parse::Parser;
 use crate::server::{self, ServerLimits};
 use crate::settings::Settings;
@@ -65,6 +66,7 @@ impl App {
                  marked succeeded; their reports were lost."
             );
         }
+        let metrics = Arc::new(Metrics::new(settings.metrics_max_services));
         let parser = Arc::new(Parser::with_limits(settings.parse_limits()));
         let detector = Arc::new(Detector::new(
             settings.alert_conditions.clone(),
@@ -75,6 +77,7 @@ impl App {
             Arc::clone(&parser),
             Arc::clone(&detector),
             store.clone(),
+            Arc::clone(&metrics),
         ));
         let loaded = learner
             .load_models(settings.model_path.as_deref())
@@ -86,6 +89,7 @@ impl App {
             detector: Arc::clone(&detector),
             store: store.clone(),
             counters: Arc::new(Counters::default()),
+            metrics: Arc::clone(&metrics),
             limits: PipelineLimits {
                 max_raw_log_bytes: settings.max_raw_log_bytes,
                 max_stored_anomaly_bytes: settings.max_stored_anomaly_bytes,
@@ -130,6 +134,7 @@ impl App {
             store,
             learner,
             alerts,
+            metrics,
         };
         Ok(Self {
             listener,

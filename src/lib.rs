@@ -17,6 +17,7 @@ pub(crate) mod detect;
 pub mod forest;
 pub(crate) mod ingest;
 pub(crate) mod learn;
+pub mod metrics;
 pub mod parse;
 mod rfc3339;
 pub(crate) mod server;

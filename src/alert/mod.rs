@@ -41,6 +41,7 @@ use crate::alert::lifecycle::{
 use crate::alert::rate::RateRules;
 use crate::alert::retry::RetryPolicy;
 use crate::alert::worker::{ChannelCounters, Worker};
+use crate::metrics::{ChannelFigures, Snapshot};
 use crate::store::{
     AlertFilter, AlertRow, DeliveryRecord, DeliveryStatus, OutboxChannel, OutboxEntry, Store,
     StoreError,
@@ -482,6 +483,51 @@ impl AlertSystem {
             "notifications_lost": load(&counters.lost),
             "channels": channels,
         }))
+    }
+
+    /// Fills the alerting part of a `/metrics` scrape: transitions since start-up, the firing
+    /// services, and per HTTP channel its outcomes, retries and outbox depth (pending rows;
+    /// left out when the outbox cannot be read).
+    pub async fn fill_snapshot(&self, snapshot: &mut Snapshot) {
+        let outbox = match self.inner.store.delivery_counts().await {
+            Ok(outbox) => Some(outbox),
+            Err(error) => {
+                tracing::warn!(%error, "The alert outbox could not be read for /metrics.");
+                None
+            }
+        };
+        let firing = lock(&self.inner.tracker).firing_services();
+        let counters = &self.inner.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        snapshot.alerts_fired = load(&counters.fired);
+        snapshot.alerts_repeated = load(&counters.repeated);
+        snapshot.alerts_resolved = load(&counters.resolved);
+        snapshot.alerts_firing = firing as u64;
+        snapshot.notifications_lost = load(&counters.lost);
+        let pending = DeliveryStatus::Pending.as_str();
+        snapshot.channels = self
+            .inner
+            .channels
+            .iter()
+            .map(|handle| {
+                let c = &handle.counters;
+                ChannelFigures {
+                    channel: handle.name,
+                    delivered: load(&c.delivered),
+                    rejected: load(&c.rejected),
+                    failed: load(&c.failed),
+                    dropped: load(&c.dropped),
+                    retries: load(&c.retries),
+                    pending: outbox.as_ref().map(|outbox| {
+                        outbox
+                            .get(handle.name)
+                            .and_then(|statuses| statuses.get(pending))
+                            .copied()
+                            .unwrap_or(0)
+                    }),
+                }
+            })
+            .collect();
     }
 
     /// Stops the tick, finishes pending store writes, then lets every worker drain its outbox

@@ -6,16 +6,20 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::alert::lifecycle::AlertState;
 use crate::alert::{AlertQuery, StoredAlert};
 use crate::api::AppState;
 use crate::api::anomalies::query_error;
 use crate::api::error::ApiError;
+use crate::api::error::responses::{BadRequest, Internal, Unavailable, Unprocessable};
 use crate::api::extract::ApiQuery;
 
 /// The most alerts one GET returns.
@@ -23,10 +27,19 @@ pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 
 /// The alert routes, merged into `api::router()`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/alerts", get(list_alerts))
-        .route("/api/v1/alerts/stats", get(alert_stats))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_alerts))
+        .routes(routes!(alert_stats))
+}
+
+/// An alert's state (documentation of the `state` parameter).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum AlertStateFilter {
+    Firing,
+    Resolved,
 }
 
 /// Parses `limit`, `service` and `state`, reporting every bad one in FastAPI's 422 shape.
@@ -70,6 +83,21 @@ fn parse_query(params: &HashMap<String, String>) -> Result<AlertQuery, ApiError>
     })
 }
 
+/// Stored alerts, newest first, each with its state, counts and deliveries per channel.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "alerts",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 0, maximum = 1000, description = "The most alerts returned (default 100)."),
+        ("service" = Option<String>, Query, description = "Only this service's."),
+        ("state" = inline(Option<AlertStateFilter>), Query, description = "Only firing or only resolved ones."),
+    ),
+    responses(
+        (status = 200, description = "The alerts.", body = Vec<Object>),
+        BadRequest, Unprocessable, Internal, Unavailable,
+    )
+)]
 async fn list_alerts(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
@@ -78,6 +106,16 @@ async fn list_alerts(
     Ok(Json(state.alerts.list(query).await?))
 }
 
+/// Counts since start-up, and the outbox per channel and status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/stats",
+    tag = "alerts",
+    responses(
+        (status = 200, description = "The figures.", body = Object),
+        Internal, Unavailable,
+    )
+)]
 async fn alert_stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(state.alerts.stats().await?))
 }

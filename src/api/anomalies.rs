@@ -5,21 +5,26 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::StreamExt;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::AppState;
 use crate::api::body::name_too_long;
+use crate::api::error::responses::{BadRequest, Internal, Unavailable, Unprocessable};
 use crate::api::error::{ApiError, FieldError};
 use crate::api::extract::ApiQuery;
+use crate::api::health::Message;
 use crate::detect::DetectorKind;
 use crate::parse::MAX_NAME_CHARS;
 use crate::store::{AnomalyOrder, AnomalyQuery, AnomalyRecord, StoreError};
@@ -27,11 +32,19 @@ use crate::store::{AnomalyOrder, AnomalyQuery, AnomalyRecord, StoreError};
 /// The most records one GET returns.
 pub const MAX_LIMIT: usize = 10_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/anomalies",
-        get(list_anomalies).delete(clear_anomalies),
-    )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_anomalies, clear_anomalies))
+}
+
+/// The order of a listing (documentation of the `order` parameter).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ListingOrder {
+    /// Newest first.
+    Time,
+    /// Most anomalous first.
+    Score,
 }
 
 /// One FastAPI-shaped 422 entry for a query parameter.
@@ -138,9 +151,27 @@ const LISTING_CHUNK_BYTES: usize = 64 * 1024;
 /// memory, whatever its limit and however large its records.
 const LISTING_CHUNKS_AHEAD: usize = 2;
 
+/// Stored anomalies, newest (or most anomalous) first.
+///
 /// Streams the JSON array from the database: the first piece is awaited before the status is
 /// sent, so a query that fails at once is still a clean error; a failure later cuts the response
 /// short (the client sees a truncated body, never a well-formed partial list).
+#[utoipa::path(
+    get,
+    path = "/api/v1/anomalies",
+    tag = "anomalies",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 0, maximum = 10000, description = "The most records returned (default 100)."),
+        ("service" = Option<String>, Query, description = "Only this service's."),
+        ("since" = Option<DateTime<Utc>>, Query, description = "Only those logged at or after this instant (RFC 3339; a naive one is UTC)."),
+        ("detector" = Option<DetectorKind>, Query, description = "Only those this detector flagged."),
+        ("order" = inline(Option<ListingOrder>), Query, description = "`time` (default) or `score`."),
+    ),
+    responses(
+        (status = 200, description = "The anomalies.", body = Vec<AnomalyRecord>),
+        BadRequest, Unprocessable, Internal, Unavailable,
+    )
+)]
 async fn list_anomalies(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
@@ -281,10 +312,22 @@ fn parse_delete_query(params: &HashMap<String, String>) -> Result<Option<String>
 }
 
 /// Clears the whole history, or with `?service=x` that service's records only.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/anomalies",
+    tag = "anomalies",
+    params(
+        ("service" = Option<String>, Query, max_length = 256, description = "Only this service's records; any other parameter is refused (422)."),
+    ),
+    responses(
+        (status = 200, description = "Cleared.", body = Message),
+        BadRequest, Unprocessable, Internal, Unavailable,
+    )
+)]
 async fn clear_anomalies(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Message>, ApiError> {
     let service = parse_delete_query(&params)?;
     let removed = state.store.clear_anomalies(service.clone()).await?;
     let message = match service {
@@ -298,7 +341,7 @@ async fn clear_anomalies(
             format!("{removed} anomaly {records} of service {service:?} have been cleared.")
         }
     };
-    Ok(Json(json!({ "message": message })))
+    Ok(Json(Message { message }))
 }
 
 #[cfg(test)]

@@ -472,10 +472,9 @@ impl Checker {
 
     /// `0` or `1` (the contract's `is_anomaly`).
     pub fn zero_or_one(&mut self, value: &Value, loc: &Loc) -> Option<bool> {
-        match value.as_u64() {
-            Some(0) => Some(false),
-            Some(1) => Some(true),
-            _ => {
+        match value.as_number().and_then(label_of) {
+            Some(label) => Some(label == 1),
+            None => {
                 self.errors.push(FieldError {
                     kind: "literal_error",
                     loc: loc.clone(),
@@ -548,6 +547,20 @@ impl Checker {
             .map(|(index, item)| self.raw_log(item, &child(&list_loc, index)))
             .collect();
         logs.into_iter().collect()
+    }
+}
+
+/// A label's number as 0 or 1: `1.0` is 1, as for pydantic's `Literal[0, 1]` (`1.0 == 1` in
+/// Python) and for JSON Schema's `integer` (Schemathesis sends `1.0` for it).
+pub fn label_of(number: &serde_json::Number) -> Option<u8> {
+    match number.as_u64() {
+        Some(label @ (0 | 1)) => Some(label as u8),
+        Some(_) => None,
+        None => match number.as_f64() {
+            Some(0.0) => Some(0),
+            Some(1.0) => Some(1),
+            _ => None,
+        },
     }
 }
 
@@ -831,6 +844,34 @@ mod tests {
     #[test]
     fn the_fast_path_and_the_checker_agree_on_feedback_bodies() {
         assert_paths_agree(feedback_body(), FeedbackRequest::check);
+    }
+
+    #[test]
+    fn a_label_written_as_a_whole_float_is_that_label_on_both_paths() {
+        use crate::api::feedback::FeedbackRequest;
+        let log = json!({"raw_log": "x", "service": "s", "source": "t", "format_type": "json"});
+        for (label, expected) in [
+            (json!(1.0), Some(1)),
+            (json!(0.0), Some(0)),
+            (json!(0.5), None),
+            (json!(2), None),
+        ] {
+            let body =
+                serde_json::to_vec(&json!({"feedback": [{"log": log, "is_anomaly": label}]}))
+                    .expect("json");
+            let fast: Option<FeedbackRequest> = decode_fast(&body);
+            let checked = decode_checked(&body, FeedbackRequest::check).ok();
+            assert_eq!(
+                fast.as_ref().map(|r| r.feedback[0].is_anomaly),
+                expected,
+                "{label}"
+            );
+            assert_eq!(
+                checked.map(|r| r.feedback[0].is_anomaly),
+                expected,
+                "{label}"
+            );
+        }
     }
 
     #[test]

@@ -5,17 +5,102 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 /// One entry of a FastAPI/pydantic 422 body: `{"type","loc","msg","input"}` (+ `ctx`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct FieldError {
+    /// What is wrong, as pydantic names it: `missing`, `string_type`, `json_invalid`, …
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
+    /// Where: `["body", "logs", 0, "service"]`, `["query", "limit"]`.
+    #[schema(value_type = Vec<LocStep>)]
     pub loc: Vec<Value>,
     pub msg: String,
+    /// The offending value (long text is summarised).
     pub input: Value,
+    /// Details of the constraint, such as `{"max_length": 256}`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub ctx: Option<Value>,
+}
+
+/// One step of a [`FieldError`]'s `loc`: a field name or a list index.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Documentation only: `loc` holds JSON values.
+pub enum LocStep {
+    Name(String),
+    Index(u64),
+}
+
+/// Every error body: `{"detail": …}`, a sentence or FastAPI's list of field errors (422).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub detail: ErrorDetail,
+}
+
+/// A sentence, or (422) every field error of the request.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ErrorDetail {
+    Message(String),
+    Fields(Vec<FieldError>),
+}
+
+/// The documented refusals, one type per status, composed into each operation's `responses(…)`
+/// of the OpenAPI description (`api::docs`). Documentation only: handlers answer [`ApiError`].
+pub mod responses {
+    #![allow(dead_code)]
+
+    use utoipa::IntoResponses;
+
+    use super::ErrorBody;
+
+    /// A request that cannot be read: an empty list, a body that is not valid gzip, a query
+    /// string or path parameter that does not decode.
+    #[derive(IntoResponses)]
+    #[response(status = 400)]
+    pub struct BadRequest(ErrorBody);
+
+    /// No such resource.
+    #[derive(IntoResponses)]
+    #[response(status = 404)]
+    pub struct NotFound(ErrorBody);
+
+    /// A training job is already queued or running.
+    #[derive(IntoResponses)]
+    #[response(status = 409)]
+    pub struct Conflict(ErrorBody);
+
+    /// The body is over MAX_BODY_BYTES (counted after gzip decompression), or holds more than
+    /// MAX_LOGS_PER_REQUEST logs or feedback records, or more than MAX_PATTERNS_PER_REQUEST
+    /// distinct regex patterns.
+    #[derive(IntoResponses)]
+    #[response(status = 413)]
+    pub struct PayloadTooLarge(ErrorBody);
+
+    /// The body is declared as something other than JSON, or compressed other than with gzip.
+    #[derive(IntoResponses)]
+    #[response(status = 415)]
+    pub struct UnsupportedMediaType(ErrorBody);
+
+    /// The body or query does not fit the schema: FastAPI's list of field errors.
+    #[derive(IntoResponses)]
+    #[response(status = 422)]
+    pub struct Unprocessable(ErrorBody);
+
+    /// An unexpected failure; the details are in the service's log, not in the answer.
+    #[derive(IntoResponses)]
+    #[response(status = 500)]
+    pub struct Internal(ErrorBody);
+
+    /// Storage cannot serve for now (full disk, database locked, shutting down), or the request
+    /// took longer than REQUEST_TIMEOUT_SECONDS; a retry later succeeds once the cause is gone.
+    #[derive(IntoResponses)]
+    #[response(status = 503)]
+    pub struct Unavailable(ErrorBody);
 }
 
 /// Why a request failed, mapped to a status and a `detail`.
@@ -91,28 +176,32 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        use ErrorDetail::Message;
         let (status, detail) = match self {
-            Self::BadRequest(message) => (StatusCode::BAD_REQUEST, json!(message)),
-            Self::NotFound(message) => (StatusCode::NOT_FOUND, json!(message)),
-            Self::Conflict(message) => (StatusCode::CONFLICT, json!(message)),
-            Self::PayloadTooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, json!(message)),
+            Self::BadRequest(message) => (StatusCode::BAD_REQUEST, Message(message)),
+            Self::NotFound(message) => (StatusCode::NOT_FOUND, Message(message)),
+            Self::Conflict(message) => (StatusCode::CONFLICT, Message(message)),
+            Self::PayloadTooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, Message(message)),
             Self::UnsupportedMediaType(message) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!(message))
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, Message(message))
             }
-            Self::Unprocessable(errors) => (StatusCode::UNPROCESSABLE_ENTITY, json!(errors)),
+            Self::Unprocessable(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorDetail::Fields(errors),
+            ),
             Self::Unavailable { detail, cause } => {
                 tracing::error!(error = %cause, "Storage cannot serve the request.");
-                (StatusCode::SERVICE_UNAVAILABLE, json!(detail))
+                (StatusCode::SERVICE_UNAVAILABLE, Message(detail.to_owned()))
             }
             Self::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "Request failed.");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    json!("Internal server error."),
+                    Message("Internal server error.".to_owned()),
                 )
             }
         };
-        (status, Json(json!({ "detail": detail }))).into_response()
+        (status, Json(ErrorBody { detail })).into_response()
     }
 }
 

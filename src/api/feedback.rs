@@ -2,52 +2,58 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _, Unexpected};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::AppState;
 use crate::api::body::{
-    Checker, JsonBody, body_loc, check_names, child, object, objects, too_many,
+    Checker, JsonBody, body_loc, check_names, child, label_of, object, objects, too_many,
 };
 use crate::api::error::ApiError;
+use crate::api::error::responses::{
+    BadRequest, Internal, PayloadTooLarge, Unavailable, Unprocessable, UnsupportedMediaType,
+};
+use crate::api::health::Message;
 use crate::parse::RawLog;
 use crate::store::FeedbackRecord;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/feedback", post(submit_feedback))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(submit_feedback))
 }
 
 /// One label: the contract's `{"log": RawLog, "is_anomaly": 0|1}`.
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize, ToSchema)]
 pub struct FeedbackItem {
     #[serde(deserialize_with = "object")]
     pub log: RawLog,
-    /// 0 or 1.
+    /// 0 (normal) or 1 (an anomaly).
     #[serde(deserialize_with = "zero_or_one")]
+    #[schema(minimum = 0, maximum = 1)]
     pub is_anomaly: u8,
 }
 
 /// `is_anomaly` on the fast path: 0 or 1, as the checker's `zero_or_one` (422 `literal_error`).
 fn zero_or_one<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
-    match u8::deserialize(deserializer)? {
-        label @ (0 | 1) => Ok(label),
-        other => Err(D::Error::invalid_value(
-            Unexpected::Unsigned(other.into()),
-            &"0 or 1",
-        )),
-    }
+    let number = serde_json::Number::deserialize(deserializer)?;
+    label_of(&number).ok_or_else(|| {
+        D::Error::invalid_value(Unexpected::Other("a number other than 0 or 1"), &"0 or 1")
+    })
 }
 
 /// The contract's body: `{"feedback": [FeedbackItem…]}`.
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize, ToSchema)]
 pub struct FeedbackRequest {
+    /// At least one label (an empty list is the contract's 400), at most MAX_LOGS_PER_REQUEST.
     #[serde(deserialize_with = "objects")]
+    #[schema(min_items = 1)]
     pub feedback: Vec<FeedbackItem>,
 }
 
@@ -83,10 +89,21 @@ impl FeedbackRequest {
     }
 }
 
+/// Labels logs as normal or anomalous, for calibration and the next fits of their services.
+#[utoipa::path(
+    post,
+    path = "/api/v1/feedback",
+    tag = "models",
+    request_body = FeedbackRequest,
+    responses(
+        (status = 202, description = "The labels are stored.", body = Message),
+        BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Internal, Unavailable,
+    )
+)]
 async fn submit_feedback(
     State(state): State<AppState>,
     body: JsonBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Message>), ApiError> {
     let request = body.decode(FeedbackRequest::check)?;
     if request.feedback.is_empty() {
         return Err(ApiError::BadRequest(
@@ -123,6 +140,8 @@ async fn submit_feedback(
     state.store.insert_feedback(records).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"message": format!("Feedback received for {count} records. Thank you!")})),
+        Json(Message {
+            message: format!("Feedback received for {count} records. Thank you!"),
+        }),
     ))
 }

@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod anomalies;
 pub mod body;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod feedback;
@@ -27,6 +28,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Every route, with tracing, a request timeout, a panic guard and gzip request bodies decoded.
 ///
@@ -37,14 +39,10 @@ use tower_http::trace::TraceLayer;
 /// body; a `{"detail": …}` there would need a parser of our own in front of hyper's.
 pub fn router(state: AppState) -> Router {
     let timeout = state.settings.request_timeout;
-    Router::new()
-        .merge(health::router())
-        .merge(ingest::router())
-        .merge(anomalies::router())
-        .merge(training::router())
-        .merge(feedback::router())
-        .merge(metrics::router())
-        .merge(alerts::router())
+    let metrics = std::sync::Arc::clone(&state.metrics);
+    let (routes, document) = documented_routes();
+    routes
+        .merge(docs::router(document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -59,6 +57,11 @@ pub fn router(state: AppState) -> Router {
                         tracing::info_span!("request", method = %request.method(), path)
                     }),
                 )
+                // Outside the panic guard and the timeout, so their 500s and 503s are counted.
+                .layer(axum::middleware::from_fn_with_state(
+                    metrics,
+                    metrics::track_requests,
+                ))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(HandleErrorLayer::new(move |error: BoxError| {
                     timeout_response(error, timeout)
@@ -71,6 +74,19 @@ pub fn router(state: AppState) -> Router {
                 // them 415 with a detail (tower-http's own 415 has an empty body).
                 .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true)),
         )
+}
+
+/// Every area's routes, and the OpenAPI description their handlers give.
+fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(docs::base())
+        .merge(health::router())
+        .merge(ingest::router())
+        .merge(anomalies::router())
+        .merge(training::router())
+        .merge(feedback::router())
+        .merge(metrics::router())
+        .merge(alerts::router())
+        .split_for_parts()
 }
 
 async fn not_found() -> impl IntoResponse {

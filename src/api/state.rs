@@ -10,6 +10,7 @@ use crate::detect::Detector;
 use crate::ingest::IngestService;
 use crate::ingest::Pipeline;
 use crate::learn::Learner;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -24,6 +25,8 @@ pub struct AppState {
     pub store: Store,
     pub learner: Arc<Learner>,
     pub alerts: AlertSystem,
+    /// The Prometheus registry behind `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl FromRef<AppState> for BodyLimit {

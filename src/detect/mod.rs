@@ -21,7 +21,7 @@ use crate::detect::rules::{DEFAULT_SERVICE_KEY, RuleSet, RuleViolation};
 use crate::parse::{ParsedLog, RawLog};
 
 /// Which detector flagged a log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DetectorKind {
     Rule,

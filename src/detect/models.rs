@@ -12,7 +12,7 @@ use crate::detect::baseline::Baseline;
 use crate::forest::{Contamination, ModelArtifact};
 
 /// Where a model came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelSource {
     /// Fitted automatically from the service's own recent normal logs.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_SERVICE_KEY: &str = "__default__";
 
 /// One broken rule: the feature's value was strictly above its threshold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleViolation {
     pub feature: String,
     pub threshold: f64,

@@ -8,6 +8,7 @@ pub mod pipeline;
 mod stored;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::{Map, Value};
@@ -17,6 +18,7 @@ pub use self::stored::DEFAULT_MAX_STORED_ANOMALY_BYTES;
 use crate::alert::AlertSystem;
 use crate::alert::lifecycle::JudgedEvent;
 use crate::learn::Learner;
+use crate::metrics::Stage;
 use crate::parse::{MAX_NAME_CHARS, RawLog, TooManyPatterns, check_patterns};
 use crate::store::StoreError;
 
@@ -121,6 +123,7 @@ impl IngestService {
         // The anomalies are committed; the rate tracker counts every judged log toward its
         // service's traffic and the anomalies toward its bursts, with each log's own timestamp
         // and the arrival time (alert::lifecycle explains why both).
+        let alerting = Instant::now();
         self.alerts.observe(
             outcome.judged.iter().map(|log| JudgedEvent {
                 service: log.raw.service.as_str(),
@@ -129,7 +132,11 @@ impl IngestService {
             }),
             Utc::now(),
         );
+        let metrics = &self.pipeline.metrics;
+        metrics.observe_stage(Stage::Alert, alerting.elapsed());
+        let learning = Instant::now();
         self.learner.observe(&outcome.judged);
+        metrics.observe_stage(Stage::Learn, learning.elapsed());
         Ok(outcome.results)
     }
 }

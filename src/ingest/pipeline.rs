@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -14,7 +15,8 @@ use super::stored::bound_stored_text;
 use crate::detect::baseline::Reason;
 use crate::detect::rules::RuleViolation;
 use crate::detect::{Detector, DetectorKind, JudgedLog};
-use crate::parse::{ParsedLog, Parser, RawLog};
+use crate::metrics::{BatchTally, FORMATS, Metrics, Stage};
+use crate::parse::{FormatType, ParsedLog, Parser, RawLog};
 use crate::store::{AnomalyRecord, Store, StoreError};
 use crate::telemetry::spawn_blocking_in_span;
 
@@ -23,15 +25,19 @@ use crate::telemetry::spawn_blocking_in_span;
 const INLINE_BATCH_LIMIT: usize = 256;
 
 /// The result for one input log (contract: `score`, `is_anomaly`; the rest are our additions).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LogResult {
     /// The service model's decision score; `null` when the service has no model or the log failed.
     pub score: Option<f64>,
+    /// 1 for an anomaly, else 0.
+    #[schema(minimum = 0, maximum = 1)]
     pub is_anomaly: u8,
     pub service: String,
     pub detector: Option<DetectorKind>,
     pub violations: Vec<RuleViolation>,
-    /// Why the model flagged the log, strongest first (empty when it did not).
+    /// Why the model flagged the log, strongest first (empty when it did not): each has a `kind`,
+    /// its figures and a `summary`.
+    #[schema(value_type = Vec<Object>)]
     pub reasons: Vec<Reason>,
     /// Why the log could not be judged; such a log is never an anomaly.
     pub error: Option<String>,
@@ -79,7 +85,19 @@ pub struct Pipeline {
     pub detector: Arc<Detector>,
     pub store: Store,
     pub counters: Arc<Counters>,
+    /// Stage durations, logs by format and service, anomalies by detector (`/metrics`).
+    pub metrics: Arc<Metrics>,
     pub limits: PipelineLimits,
+}
+
+/// The index of `format` in [`FORMATS`].
+fn format_index(format: FormatType) -> usize {
+    match format {
+        FormatType::Json => 0,
+        FormatType::KeyValue => 1,
+        FormatType::Regex => 2,
+        FormatType::Custom => 3,
+    }
 }
 
 impl Pipeline {
@@ -110,7 +128,9 @@ impl Pipeline {
                 record
             })
             .collect();
+        let storing = Instant::now();
         let anomalies = self.store.store_anomalies(anomalies).await?;
+        self.metrics.observe_stage(Stage::Store, storing.elapsed());
         self.counters
             .anomalies
             .fetch_add(anomalies.len() as u64, Ordering::Relaxed);
@@ -124,11 +144,16 @@ impl Pipeline {
     /// Parses and judges every log with one snapshot of the models; each model scores its logs
     /// of the batch together ([`Detector::evaluate_all`]).
     pub fn judge(&self, logs: Vec<RawLog>) -> (Vec<LogResult>, Vec<JudgedLog>) {
+        let parsing = Instant::now();
         let models = self.detector.models.snapshot();
         let mut parser = self.parser.batch();
+        let mut formats = [0u64; FORMATS.len()];
+        let mut format_errors = [0u64; FORMATS.len()];
         let parsed: Vec<(RawLog, Result<ParsedLog, String>)> = logs
             .into_iter()
             .map(|raw| {
+                let format = format_index(raw.format_type);
+                formats[format] += 1;
                 let parsed = if raw.raw_log.len() > self.limits.max_raw_log_bytes {
                     Err(format!(
                         "raw_log is {} bytes; the limit is {} (MAX_RAW_LOG_BYTES)",
@@ -138,11 +163,16 @@ impl Pipeline {
                 } else {
                     parser.parse(&raw).map_err(|error| error.to_string())
                 };
+                if parsed.is_err() {
+                    format_errors[format] += 1;
+                }
                 (raw, parsed)
             })
             .collect();
         drop(parser);
         self.count_dropped_fields(&parsed);
+        self.metrics.observe_stage(Stage::Parse, parsing.elapsed());
+        let detecting = Instant::now();
         let lookups: Vec<_> = parsed
             .iter()
             .filter_map(|(raw, parsed)| {
@@ -193,6 +223,15 @@ impl Pipeline {
         self.counters
             .predictions
             .fetch_add(judged.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .observe_stage(Stage::Detect, detecting.elapsed());
+        let mut tally = BatchTally::new(formats, format_errors);
+        for result in &results {
+            let anomaly =
+                (result.is_anomaly == 1).then_some(result.detector != Some(DetectorKind::Model));
+            tally.service(&result.service, anomaly);
+        }
+        self.metrics.record_batch(&tally);
         (results, judged)
     }
 }

@@ -47,6 +47,7 @@ use crate::learn::dataset::DatasetError;
 use crate::learn::fit::raw_log_of;
 use crate::learn::sample::ServiceSample;
 use crate::learn::tracked::TrackedServices;
+use crate::metrics::Metrics;
 use crate::parse::Parser;
 use crate::store::{FeedbackRecord, Store, StoreError};
 use crate::sync::lock;
@@ -139,6 +140,8 @@ pub struct Learner {
     /// Features left out of samples for `MAX_FEATURES_PER_SERVICE`.
     features_beyond_width: AtomicU64,
     warned_width: AtomicBool,
+    /// Training durations and outcomes (`/metrics`).
+    metrics: Arc<Metrics>,
 }
 
 impl Learner {
@@ -147,6 +150,7 @@ impl Learner {
         parser: Arc<Parser>,
         detector: Arc<Detector>,
         store: Store,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let reservoirs =
             TrackedServices::new(config.max_tracked_services, config.tracked_service_idle);
@@ -164,6 +168,7 @@ impl Learner {
             warned_untracked: AtomicBool::new(false),
             features_beyond_width: AtomicU64::new(0),
             warned_width: AtomicBool::new(false),
+            metrics,
         }
     }
 
@@ -376,6 +381,23 @@ impl Learner {
     /// persists them. Services whose group cannot be trained are returned as failures, unless at
     /// least one other service succeeded, in which case they are reported in the log.
     async fn fit_and_publish(
+        self: &Arc<Self>,
+        groups: Vec<(String, Vec<Sample>)>,
+        source: ModelSource,
+        job_id: Option<String>,
+    ) -> Result<Vec<ServiceReport>, Vec<(String, LearnError)>> {
+        let started = Instant::now();
+        let outcome = self.fit_and_publish_unmetered(groups, source, job_id).await;
+        let trigger = match source {
+            ModelSource::TrainJob => "job",
+            ModelSource::Auto | ModelSource::File => "automatic",
+        };
+        self.metrics
+            .observe_training(trigger, outcome.is_ok(), started.elapsed());
+        outcome
+    }
+
+    async fn fit_and_publish_unmetered(
         self: &Arc<Self>,
         groups: Vec<(String, Vec<Sample>)>,
         source: ModelSource,

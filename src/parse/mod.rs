@@ -35,7 +35,7 @@ pub use self::regex::{DEFAULT_REGEX_SIZE_LIMIT, PatternCache};
 /// How a log's `raw_log` is written (the contract's `format_type`). It is read from its wire name
 /// only: a derived `Deserialize` would also take serde's map form of a variant (`{"json": null}`),
 /// which the contract (and the request checker) refuse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FormatType {
     Json,
@@ -110,16 +110,19 @@ impl std::str::FromStr for FormatType {
 pub const MAX_NAME_CHARS: usize = 256;
 
 /// One log as a client posts it (CONTRACT "RawLog").
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RawLog {
     /// The log line or JSON document itself.
     pub raw_log: String,
+    #[schema(max_length = 256)]
     pub service: String,
+    #[schema(max_length = 256)]
     pub source: String,
     pub format_type: FormatType,
     /// For `regex`: `{"pattern": …, "field_mapping": {…}}`. Shared: every log of a batch (and of
     /// the batches after it) that spells the same config holds the same value, see [`shared_config`].
     #[serde(default, deserialize_with = "shared_config")]
+    #[schema(value_type = Option<Object>)]
     pub custom_config: Option<Arc<CustomConfig>>,
 }
 

@@ -117,6 +117,8 @@ pub struct Settings {
     pub max_stored_anomaly_bytes: usize,
     /// How thoroughly the database is checked before the service starts.
     pub startup_integrity_check: IntegrityCheck,
+    /// Services with series of their own in `/metrics`; the rest share `__other__`.
+    pub metrics_max_services: usize,
 }
 
 /// Start-up refused: every bad variable, one line each.
@@ -304,6 +306,12 @@ impl Settings {
                     ("full", IntegrityCheck::Full),
                     ("off", IntegrityCheck::Off),
                 ],
+            ),
+            metrics_max_services: r.ranged(
+                "METRICS_MAX_SERVICES",
+                crate::metrics::DEFAULT_MAX_SERVICES,
+                0,
+                100_000,
             ),
         };
         if settings.alert_retry_max < settings.alert_retry_initial {

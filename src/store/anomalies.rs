@@ -2,12 +2,13 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rusqlite::{Connection, Row, params};
 use tokio::sync::oneshot;
 
 use super::{
-    AnomalyOrder, AnomalyQuery, AnomalyRecord, Inner, Store, StoreError, StoreOptions, from_json,
+    AnomalyOrder, AnomalyQuery, AnomalyRecord, Inner, Store, StoreError, from_json,
     parse_timestamp, timestamp_text, to_json,
 };
 use crate::detect::DetectorKind;
@@ -109,6 +110,11 @@ impl Store {
         .await
     }
 
+    /// Stored anomalies deleted since the store opened to keep within `MAX_RECENT_ANOMALIES`.
+    pub fn anomalies_pruned(&self) -> u64 {
+        self.inner.pruned.load(Ordering::Relaxed)
+    }
+
     /// How many anomalies are stored (the benchmarks and the tests wait on it).
     pub async fn count_anomalies(&self) -> Result<u64, StoreError> {
         self.read(|connection| {
@@ -156,7 +162,7 @@ fn listing_sql(query: &AnomalyQuery) -> (String, Vec<rusqlite::types::Value>) {
 /// gaps they left count toward `keep` until they age out, so for a while fewer rows are kept,
 /// never more. (Counting back `keep` rows with `OFFSET` instead read the whole retained table on every
 /// request: 78 % of the CPU time of 100-log batches at the default retention, under perf.)
-fn prune(connection: &Connection, keep: usize) -> Result<(), StoreError> {
+fn prune(connection: &Connection, keep: usize) -> Result<u64, StoreError> {
     let keep = i64::try_from(keep).unwrap_or(i64::MAX);
     let (oldest, newest): (Option<i64>, Option<i64>) = connection.query_row(
         "SELECT (SELECT MIN(id) FROM anomalies), (SELECT MAX(id) FROM anomalies)",
@@ -164,13 +170,14 @@ fn prune(connection: &Connection, keep: usize) -> Result<(), StoreError> {
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
     let (Some(oldest), Some(newest)) = (oldest, newest) else {
-        return Ok(());
+        return Ok(0);
     };
     let cutoff = newest.saturating_sub(keep);
     if cutoff >= oldest {
-        connection.execute("DELETE FROM anomalies WHERE id <= ?1", [cutoff])?;
+        let deleted = connection.execute("DELETE FROM anomalies WHERE id <= ?1", [cutoff])?;
+        return Ok(deleted as u64);
     }
-    Ok(())
+    Ok(0)
 }
 
 /// One request's anomalies waiting for the next group commit.
@@ -228,7 +235,7 @@ fn commit_group(inner: &Inner, group: Vec<PendingInsert>) {
         return;
     };
     let batches: Vec<&[AnomalyRecord]> = group.iter().map(|p| p.records.as_slice()).collect();
-    match insert_batches(connection, &inner.options, &batches) {
+    match insert_batches(connection, inner, &batches) {
         Ok(ids) => {
             for (pending, ids) in group.into_iter().zip(ids) {
                 pending.committed(ids);
@@ -241,7 +248,7 @@ fn commit_group(inner: &Inner, group: Vec<PendingInsert>) {
         }
         Err(_) => {
             for pending in group {
-                match insert_batches(connection, &inner.options, &[&pending.records]) {
+                match insert_batches(connection, inner, &[&pending.records]) {
                     Ok(mut ids) => pending.committed(ids.pop().unwrap_or_default()),
                     Err(error) => {
                         let _ = pending.reply.send(Err(error));
@@ -253,11 +260,13 @@ fn commit_group(inner: &Inner, group: Vec<PendingInsert>) {
 }
 
 /// Inserts every batch in one transaction, prunes, commits; the ids of each batch, in order.
+/// Counts the rows pruned once they are gone for good (`Store::anomalies_pruned`).
 fn insert_batches(
     connection: &mut Connection,
-    options: &StoreOptions,
+    inner: &Inner,
     batches: &[&[AnomalyRecord]],
 ) -> Result<Vec<Vec<i64>>, StoreError> {
+    let options = &inner.options;
     let transaction = connection.transaction()?;
     let mut all_ids = Vec::with_capacity(batches.len());
     {
@@ -291,8 +300,9 @@ fn insert_batches(
             all_ids.push(ids);
         }
     }
-    prune(&transaction, options.max_recent_anomalies)?;
+    let pruned = prune(&transaction, options.max_recent_anomalies)?;
     transaction.commit()?;
+    inner.pruned.fetch_add(pruned, Ordering::Relaxed);
     Ok(all_ids)
 }
 

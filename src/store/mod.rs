@@ -21,7 +21,7 @@ mod records;
 mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -182,6 +182,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     group: Mutex<GroupCommit>,
     closed: AtomicBool,
+    /// Anomalies pruned for the retention bound since the store opened.
+    pruned: AtomicU64,
 }
 
 fn timestamp_text(instant: &DateTime<Utc>) -> String {
@@ -242,6 +244,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 group: Mutex::new(GroupCommit::default()),
                 closed: AtomicBool::new(false),
+                pruned: AtomicU64::new(0),
             }),
         })
     }

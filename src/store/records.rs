@@ -14,7 +14,7 @@ use crate::parse::FormatType;
 
 /// A stored anomaly: the contract's `AnomalyRecord` plus `id`, `detector`, `violations` and
 /// `reasons`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AnomalyRecord {
     pub id: i64,
     /// The log's own timestamp, or its time of arrival when it has none.
@@ -30,6 +30,7 @@ pub struct AnomalyRecord {
     pub violations: Vec<RuleViolation>,
     /// Why the model flagged it, strongest first (empty for rule anomalies).
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub reasons: Vec<Reason>,
     pub features: BTreeMap<String, f64>,
     pub raw_log: String,
@@ -93,7 +94,7 @@ pub struct ModelRecord {
 }
 
 /// Where a training job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
