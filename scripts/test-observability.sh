@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Observability checks against the real (debug) binary on 127.0.0.1, with tools independent of
+# the service's own code:
+#
+#   - GET /metrics after traffic, parsed by promtool (`promtool check metrics`, Debian's
+#     `prometheus` package) and by Python's prometheus_client in the format served (0.0.4 text
+#     and OpenMetrics); N logs in must move the counters by N;
+#   - every PromQL expression of the chart's Grafana dashboard names only metrics a scrape shows;
+#   - GET /openapi.json validated by openapi-spec-validator; /docs and every asset its page
+#     loads fetched from the binary (nothing from the network);
+#   - Schemathesis against the binary with every check, bounded examples: no 5xx, every answer as
+#     the description says.
+#
+# Installs what it lacks: promtool with apt-get (as root, or through sudo), the Python tools pinned
+# in scripts/observability-requirements.txt into a virtualenv at $VENV (default .venv-obs, reused
+# while the requirements are unchanged). Builds the debug binary with cargo unless $BINARY is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv-obs}
+REQUIREMENTS=scripts/observability-requirements.txt
+
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "==> Installing promtool (Debian package prometheus)"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+stamp="$VENV/.requirements.sha256"
+want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "==> Creating $VENV from $REQUIREMENTS"
+    rm -rf "$VENV"
+    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+        rm -rf "$VENV"
+        "$PYTHON" -m pip install --quiet --user --disable-pip-version-check virtualenv \
+            || "$PYTHON" -m pip install --quiet --user --break-system-packages --disable-pip-version-check virtualenv
+        "$PYTHON" -m virtualenv --quiet "$VENV"
+    fi
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$REQUIREMENTS"
+    echo "$want" >"$stamp"
+fi
+
+if [ -z "${BINARY:-}" ]; then
+    echo "==> cargo build (debug)"
+    cargo build --locked --quiet --bin aioops-mcp-iforest
+    BINARY=target/debug/aioops-mcp-iforest
+fi
+
+PATH="$VENV/bin:$PATH" "$VENV/bin/python" scripts/observability_check.py "$BINARY"
