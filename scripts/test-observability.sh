@@ -14,6 +14,7 @@
 # Installs what it lacks: promtool with apt-get (as root, or through sudo), the Python tools pinned
 # in scripts/observability-requirements.txt into a virtualenv at $VENV (default .venv-obs, reused
 # while the requirements are unchanged). Builds the debug binary with cargo unless $BINARY is set.
+# SCHEMATHESIS_MAX_EXAMPLES (default 25, seed 42) bounds the fuzzing; raise it for a deeper run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
