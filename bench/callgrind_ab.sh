@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 WARM_BATCHES="${WARM_BATCHES:-80}"
 BATCHES="${BATCHES:-300}"
 PORT="${PORT:-8301}"
+KEEP_DIR="${KEEP_DIR:-}" # if set, each run's callgrind output is kept there (for callgrind_annotate)
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -29,6 +30,7 @@ post() { # body file
     curl -fs -o /dev/null -X POST -H 'content-type: application/json' --data-binary @"$1" "$url"
 }
 
+run=0
 for binary in "$@"; do
     rm -rf "$work/data" "$work"/callgrind.out.*
     DATA_DIR="$work/data" API_PORT="$PORT" LOG_LEVEL=error \
@@ -52,5 +54,9 @@ for binary in "$@"; do
     instructions=$(cat "$work"/callgrind.out.* | sed -n 's/^totals: \([0-9]*\).*/\1/p' |
         awk '{ s += $1 } END { print s }')
     logs=$((BATCHES * 100))
+    if [[ -n "$KEEP_DIR" ]]; then
+        mkdir -p "$KEEP_DIR"
+        cat "$work"/callgrind.out.* >"$KEEP_DIR/callgrind.$(basename "$binary").$((++run))"
+    fi
     echo "RESULT [$binary] instructions=$instructions logs=$logs per_log=$((instructions / logs))"
 done

@@ -11,7 +11,9 @@
 //! property tests in `tests.rs` throw arbitrary text, JSON and patterns at it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -465,7 +467,7 @@ pub fn check_patterns<'a>(
     logs: impl IntoIterator<Item = &'a RawLog>,
     limit: usize,
 ) -> Result<(), TooManyPatterns> {
-    let mut patterns: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut patterns: foldhash::HashSet<&str> = foldhash::HashSetExt::new();
     // Logs that spell one config share it (`shared_config`): a run of them costs a pointer
     // comparison, not a hash.
     let mut previous: Option<&Arc<CustomConfig>> = None;
