@@ -54,9 +54,10 @@ for binary in "$@"; do
     instructions=$(cat "$work"/callgrind.out.* | sed -n 's/^totals: \([0-9]*\).*/\1/p' |
         awk '{ s += $1 } END { print s }')
     logs=$((BATCHES * 100))
+    run=$((run + 1))
     if [[ -n "$KEEP_DIR" ]]; then
         mkdir -p "$KEEP_DIR"
-        cat "$work"/callgrind.out.* >"$KEEP_DIR/callgrind.$(basename "$binary").$((++run))"
+        cat "$work"/callgrind.out.* >"$KEEP_DIR/callgrind.$run.$(basename "$binary")"
     fi
     echo "RESULT [$binary] instructions=$instructions logs=$logs per_log=$((instructions / logs))"
 done
