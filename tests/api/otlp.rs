@@ -617,3 +617,39 @@ async fn rest_logs_may_leave_their_format_to_the_service() {
     let body: Value = response.json().await.expect("json");
     assert!(body.to_string().contains("'auto'"), "{body}");
 }
+
+#[tokio::test]
+async fn an_export_that_runs_past_the_request_timeout_is_a_503_with_retry_after() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app_with(&[("REQUEST_TIMEOUT_SECONDS", "1")]).await;
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    // A body that never completes: the handler waits for it until the request times out.
+    stream
+        .write_all(
+            b"POST /v1/logs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-protobuf\r\n\
+              Content-Length: 100\r\n\r\n\x0a",
+        )
+        .await
+        .expect("sends");
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !response.windows(4).any(|window| window == b"\r\n\r\n") {
+        let read = tokio::time::timeout(crate::helpers::DEADLINE, stream.read(&mut chunk))
+            .await
+            .expect("an answer within the deadline")
+            .expect("reads");
+        assert!(read > 0, "closed without an answer");
+        response.extend_from_slice(&chunk[..read]);
+    }
+    let head = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(head.contains("retry-after: 5"), "{head}");
+    assert!(
+        head.contains("content-type: application/x-protobuf"),
+        "{head}"
+    );
+}

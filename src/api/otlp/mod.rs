@@ -22,12 +22,13 @@ mod status;
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::post;
-use axum::{Router, http::header::CONTENT_TYPE};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
 
 pub use self::status::Encoding;
