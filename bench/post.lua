@@ -1,9 +1,10 @@
--- wrk script: POST the body file named by BODY_FILE to the ingest endpoint.
+-- wrk script: POST the body file named by BODY_FILE to the ingest endpoint, as CONTENT_TYPE
+-- (default application/json).
 local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("CONTENT_TYPE") or "application/json"
 
 function done(summary, latency, requests)
   io.write(string.format("RESULT requests=%d duration_s=%.3f rps=%.1f p50_ms=%.2f p99_ms=%.2f errors=%d non2xx=%d\n",

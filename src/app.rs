@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::alert::AlertSystem;
@@ -25,6 +26,8 @@ use crate::store::Store;
 #[derive(Debug)]
 pub struct App {
     listener: TcpListener,
+    /// The OTLP/HTTP port's listener (`OTLP_HTTP_PORT`), when one is set.
+    otlp_listener: Option<TcpListener>,
     state: AppState,
     limits: ServerLimits,
     background: Vec<JoinHandle<()>>,
@@ -95,6 +98,17 @@ impl App {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {address} (API_HOST, API_PORT)"))?;
+        let otlp_listener = match settings.otlp_http_port {
+            Some(port) => {
+                let address = SocketAddr::new(settings.api_host, port);
+                Some(
+                    TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("binding {address} (API_HOST, OTLP_HTTP_PORT)"))?,
+                )
+            }
+            None => None,
+        };
         server::check_open_file_limit(settings.max_connections);
         if reachable_beyond_this_host(settings.api_host) {
             // Until access tokens arrive (issue #13), the API is open to whoever reaches it.
@@ -122,6 +136,7 @@ impl App {
             },
         );
         let limits = settings.server_limits();
+        let otlp_exports = Arc::new(Semaphore::new(settings.otlp_max_concurrent_exports));
         let state = AppState {
             settings: Arc::new(settings),
             ingest,
@@ -130,9 +145,11 @@ impl App {
             store,
             learner,
             alerts,
+            otlp_exports,
         };
         Ok(Self {
             listener,
+            otlp_listener,
             state,
             limits,
             background,
@@ -142,6 +159,14 @@ impl App {
     /// The bound port (useful with port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// The OTLP/HTTP port, when `OTLP_HTTP_PORT` is set (useful with 0).
+    pub fn otlp_port(&self) -> Option<u16> {
+        self.otlp_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+            .map(|address| address.port())
     }
 
     /// The state the handlers share (tests inspect it).
@@ -174,6 +199,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            otlp_listener,
             state,
             limits,
             background,
@@ -181,7 +207,33 @@ impl App {
         let address = listener.local_addr().ok();
         tracing::info!(?address, "Serving.");
         let router = api::router(state.clone());
-        server::serve(listener, router, limits, shutdown).await;
+        // The OTLP port, when set, stops with the API port: one signal, seen by both servers.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let signal = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let stopped_signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            // An error means the sender is gone, which is a stop too.
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let otlp_server = otlp_listener.map(|otlp_listener| {
+            let address = otlp_listener.local_addr().ok();
+            tracing::info!(?address, "Serving OTLP/HTTP (POST /v1/logs).");
+            tokio::spawn(server::serve(
+                otlp_listener,
+                api::otlp_router(state.clone()),
+                limits,
+                stopped_signal(stopped.clone()),
+            ))
+        });
+        server::serve(listener, router, limits, stopped_signal(stopped)).await;
+        signal.abort();
+        if let Some(otlp_server) = otlp_server
+            && let Err(error) = otlp_server.await
+        {
+            tracing::error!(%error, "The OTLP/HTTP server task failed.");
+        }
         tracing::info!("In-flight requests finished; connections closed.");
         for task in background {
             task.abort();

@@ -29,6 +29,7 @@ ALL_ON: dict[str, Any] = {
     "podAnnotations": {"prometheus.io/scrape": "false"},
     "podLabels": {"team": "sre"},
     "service": {"type": "LoadBalancer", "port": 8080, "annotations": {"example.org/lb": "internal"}},
+    "otlp": {"enabled": True, "port": 4318},
     "persistence": {
         "enabled": True,
         "storageClass": "fast-ssd",

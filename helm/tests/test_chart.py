@@ -166,6 +166,18 @@ def test_api_port_in_env_moves_the_container_port(render):
     assert rendered.one("ConfigMap")["data"]["API_PORT"] == "9000"
 
 
+def test_the_otlp_port_is_off_by_default_and_opens_on_pod_and_service_when_enabled(render):
+    rendered = render()
+    assert "OTLP_HTTP_PORT" not in rendered.one("ConfigMap")["data"]
+    assert [p["name"] for p in rendered.one("Service")["spec"]["ports"]] == ["http"]
+    rendered = render({"otlp": {"enabled": True, "port": 4318}})
+    assert rendered.one("ConfigMap")["data"]["OTLP_HTTP_PORT"] == "4318"
+    server = container(rendered.one("Deployment")["spec"]["template"]["spec"], "server")
+    assert {"name": "otlp-http", "containerPort": 4318, "protocol": "TCP"} in server["ports"]
+    ports = rendered.one("Service")["spec"]["ports"]
+    assert {"name": "otlp-http", "port": 4318, "targetPort": "otlp-http", "protocol": "TCP"} in ports
+
+
 def test_configmap_carries_env_and_the_container_settings(render):
     data = render(ALL_ON).one("ConfigMap")["data"]
     assert data["API_HOST"] == "0.0.0.0"

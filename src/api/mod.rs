@@ -9,6 +9,7 @@ pub mod feedback;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod otlp;
 mod state;
 pub mod training;
 
@@ -36,8 +37,7 @@ use tower_http::trace::TraceLayer;
 /// (`proto/h1/role.rs`, `on_error`), before any service runs, and offers no hook for their
 /// body; a `{"detail": …}` there would need a parser of our own in front of hyper's.
 pub fn router(state: AppState) -> Router {
-    let timeout = state.settings.request_timeout;
-    Router::new()
+    let routes = Router::new()
         .merge(health::router())
         .merge(ingest::router())
         .merge(anomalies::router())
@@ -45,6 +45,19 @@ pub fn router(state: AppState) -> Router {
         .merge(feedback::router())
         .merge(metrics::router())
         .merge(alerts::router())
+        .merge(otlp::router());
+    layered(routes, state)
+}
+
+/// OTLP's routes alone (POST /v1/logs), with the same layers: what the OTLP/HTTP port
+/// (`OTLP_HTTP_PORT`, 4318 by convention) serves, so a collector works with its defaults.
+pub fn otlp_router(state: AppState) -> Router {
+    layered(otlp::router(), state)
+}
+
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    let timeout = state.settings.request_timeout;
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -60,9 +73,11 @@ pub fn router(state: AppState) -> Router {
                     }),
                 )
                 .layer(CatchPanicLayer::custom(panic_response))
-                .layer(HandleErrorLayer::new(move |error: BoxError| {
-                    timeout_response(error, timeout)
-                }))
+                .layer(HandleErrorLayer::new(
+                    move |otlp: otlp::OtlpRequest, error: BoxError| {
+                        timeout_response(otlp, error, timeout)
+                    },
+                ))
                 .timeout(timeout)
                 .layer(axum::middleware::map_request(
                     body::normalize_content_encoding,
@@ -84,9 +99,12 @@ async fn method_not_allowed() -> impl IntoResponse {
     )
 }
 
-async fn timeout_response(error: BoxError, timeout: Duration) -> Response {
+async fn timeout_response(otlp: otlp::OtlpRequest, error: BoxError, timeout: Duration) -> Response {
     if error.is::<tower::timeout::error::Elapsed>() {
         tracing::warn!(timeout_s = timeout.as_secs_f64(), "Request timed out.");
+        if let otlp::OtlpRequest(Some(encoding)) = otlp {
+            return otlp::timed_out(encoding, timeout);
+        }
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"detail": format!("Request timed out after {:.0} s (REQUEST_TIMEOUT_SECONDS).", timeout.as_secs_f64())})),

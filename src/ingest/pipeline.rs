@@ -270,6 +270,12 @@ fn anomaly_record(
     if let Some(tags) = tags {
         metadata.insert("tags".to_owned(), Value::Object(tags.clone()));
     }
+    // A protocol's record ids, resource and scope (OTLP) are kept with the anomaly, not judged.
+    if let Some(envelope) = &log.raw.envelope {
+        for (key, value) in &envelope.metadata {
+            metadata.insert(key.clone(), value.clone());
+        }
+    }
     let mut context = Map::new();
     context.insert(
         "received_at".to_owned(),

@@ -41,6 +41,11 @@ pub use crate::telemetry::LogFormat;
 pub struct Settings {
     pub api_host: IpAddr,
     pub api_port: u16,
+    /// A second port serving only OTLP/HTTP (`POST /v1/logs`), on `api_host`; `None`: off (the
+    /// API port serves `/v1/logs` either way).
+    pub otlp_http_port: Option<u16>,
+    /// OTLP exports judged at once; one more is answered 429 with `Retry-After`.
+    pub otlp_max_concurrent_exports: usize,
     /// Tokio worker threads; `None` means one per core.
     pub api_workers: Option<usize>,
     pub data_dir: PathBuf,
@@ -179,6 +184,11 @@ impl Settings {
         let settings = Settings {
             api_host: r.parsed("API_HOST", "127.0.0.1".parse().expect("literal IP")),
             api_port: r.parsed("API_PORT", 8000),
+            otlp_http_port: r
+                .text("OTLP_HTTP_PORT")
+                .is_some()
+                .then(|| r.parsed("OTLP_HTTP_PORT", 4318)),
+            otlp_max_concurrent_exports: r.ranged("OTLP_MAX_CONCURRENT_EXPORTS", 64, 1, 100_000),
             api_workers: r.optional_positive("API_WORKERS"),
             data_dir: PathBuf::from(r.text("DATA_DIR").unwrap_or("./data")),
             model_path: r.text("MODEL_PATH").map(PathBuf::from),
@@ -311,6 +321,15 @@ impl Settings {
                 "ALERT_RETRY_MAX_SECONDS ({} s) must not be below ALERT_RETRY_INITIAL_SECONDS ({} s)",
                 settings.alert_retry_max.as_secs_f64(),
                 settings.alert_retry_initial.as_secs_f64()
+            ));
+        }
+        if let Some(port) = settings.otlp_http_port
+            && port != 0
+            && port == settings.api_port
+        {
+            reader.problems.push(format!(
+                "OTLP_HTTP_PORT ({port}) must differ from API_PORT: the API port serves /v1/logs \
+                 already; leave OTLP_HTTP_PORT unset for that"
             ));
         }
         if reader.problems.is_empty() {
@@ -474,6 +493,34 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from: {text}");
         }
+    }
+
+    #[test]
+    fn the_otlp_port_is_off_unless_set_and_a_bad_one_is_named() {
+        let settings = Settings::from_vars(&vars(&[])).expect("defaults");
+        assert_eq!(settings.otlp_http_port, None);
+        assert_eq!(settings.otlp_max_concurrent_exports, 64);
+        let settings = Settings::from_vars(&vars(&[
+            ("OTLP_HTTP_PORT", "4318"),
+            ("OTLP_MAX_CONCURRENT_EXPORTS", "8"),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.otlp_http_port, Some(4318));
+        assert_eq!(settings.otlp_max_concurrent_exports, 8);
+        let error = Settings::from_vars(&vars(&[
+            ("OTLP_HTTP_PORT", "70000"),
+            ("OTLP_MAX_CONCURRENT_EXPORTS", "0"),
+        ]))
+        .expect_err("refused");
+        let message = error.to_string();
+        assert!(message.contains("OTLP_HTTP_PORT"), "{message}");
+        assert!(message.contains("OTLP_MAX_CONCURRENT_EXPORTS"), "{message}");
+        let error = Settings::from_vars(&vars(&[("API_PORT", "9000"), ("OTLP_HTTP_PORT", "9000")]))
+            .expect_err("refused");
+        assert!(
+            error.to_string().contains("must differ from API_PORT"),
+            "{error}"
+        );
     }
 
     #[test]

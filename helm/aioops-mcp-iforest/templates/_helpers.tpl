@@ -110,6 +110,9 @@ placeholders are left out.
 {{- $_ := set $config "API_HOST" (default "0.0.0.0" (get $config "API_HOST")) }}
 {{- $_ := set $config "API_PORT" (include "aioops.containerPort" .) }}
 {{- $_ := set $config "DATA_DIR" .Values.dataDir }}
+{{- if (.Values.otlp).enabled }}
+{{- $_ := set $config "OTLP_HTTP_PORT" (toString (default 4318 .Values.otlp.port)) }}
+{{- end }}
 {{- toJson $config }}
 {{- end }}
 
