@@ -96,15 +96,7 @@ impl App {
             .await
             .with_context(|| format!("binding {address} (API_HOST, API_PORT)"))?;
         server::check_open_file_limit(settings.max_connections);
-        if reachable_beyond_this_host(settings.api_host) {
-            // Until access tokens arrive (issue #13), the API is open to whoever reaches it.
-            tracing::warn!(
-                address = %address,
-                "Listening beyond loopback: anything that can reach this port can post logs, \
-                 delete the anomaly history and train models, as no access token is required. \
-                 Keep the port behind a firewall or a network policy, or set API_HOST=127.0.0.1."
-            );
-        }
+        warn_about_exposure(&settings, address);
         let alerts = AlertSystem::start(settings.alert_config(), store.clone())
             .await
             .context("starting the alert channels")?;
@@ -194,6 +186,35 @@ impl App {
         store.shutdown().await.context("closing the database")?;
         tracing::info!("Storage closed; bye.");
         Ok(())
+    }
+}
+
+/// Start-up warnings about who can reach what: an open service beyond loopback, and an MCP door
+/// that will refuse the names other machines use for it.
+fn warn_about_exposure(settings: &Settings, address: SocketAddr) {
+    if !reachable_beyond_this_host(settings.api_host) {
+        return;
+    }
+    if settings.api_token.is_none() {
+        tracing::warn!(
+            address = %address,
+            "Listening beyond loopback without API_TOKEN: anything that can reach this port can \
+             post logs, delete the anomaly history, train models and use every MCP tool. Set \
+             API_TOKEN (e.g. `openssl rand -hex 32`), or keep the port behind a firewall or a \
+             network policy, or set API_HOST=127.0.0.1."
+        );
+    }
+    if settings
+        .mcp_allowed_hosts
+        .iter()
+        .all(|host| crate::settings::DEFAULT_MCP_ALLOWED_HOSTS.contains(&host.as_str()))
+    {
+        tracing::warn!(
+            allowed_hosts = settings.mcp_allowed_hosts.join(","),
+            "Listening beyond loopback, but MCP_ALLOWED_HOSTS names only loopback hosts: /mcp \
+             refuses (403) requests that reach it by any other name. List the names clients use \
+             (the Kubernetes Service, an ingress host) in MCP_ALLOWED_HOSTS."
+        );
     }
 }
 
