@@ -511,7 +511,7 @@ impl AnomalyServer {
             .await
             .map_err(store_failure)?;
         Ok(Json(FeedbackReceipt {
-            message: "Feedback received for 1 records. Thank you!".to_owned(),
+            message: "Feedback received for 1 record. Thank you!".to_owned(),
             service,
             is_anomaly: args.is_anomaly,
             feedback_received,
