@@ -110,15 +110,7 @@ impl App {
             None => None,
         };
         server::check_open_file_limit(settings.max_connections);
-        if reachable_beyond_this_host(settings.api_host) {
-            // Until access tokens arrive (issue #13), the API is open to whoever reaches it.
-            tracing::warn!(
-                address = %address,
-                "Listening beyond loopback: anything that can reach this port can post logs, \
-                 delete the anomaly history and train models, as no access token is required. \
-                 Keep the port behind a firewall or a network policy, or set API_HOST=127.0.0.1."
-            );
-        }
+        warn_about_exposure(&settings, address);
         let alerts = AlertSystem::start(settings.alert_config(), store.clone())
             .await
             .context("starting the alert channels")?;
@@ -249,6 +241,42 @@ impl App {
     }
 }
 
+/// Start-up warnings about who can reach what: an open service beyond loopback, and an MCP door
+/// that will refuse the names other machines use for it.
+fn warn_about_exposure(settings: &Settings, address: SocketAddr) {
+    for warning in exposure_warnings(settings) {
+        tracing::warn!(address = %address, "{warning}");
+    }
+}
+
+/// What [`warn_about_exposure`] says, one sentence each.
+fn exposure_warnings(settings: &Settings) -> Vec<&'static str> {
+    let mut warnings = Vec::new();
+    if !reachable_beyond_this_host(settings.api_host) {
+        return warnings;
+    }
+    if settings.api_token.is_none() {
+        warnings.push(
+            "Listening beyond loopback without API_TOKEN: anything that can reach this port can \
+             post logs, delete the anomaly history, train models and use every MCP tool. Set \
+             API_TOKEN (e.g. `openssl rand -hex 32`), or keep the port behind a firewall or a \
+             network policy, or set API_HOST=127.0.0.1.",
+        );
+    }
+    if settings
+        .mcp_allowed_hosts
+        .iter()
+        .all(|host| crate::settings::DEFAULT_MCP_ALLOWED_HOSTS.contains(&host.as_str()))
+    {
+        warnings.push(
+            "Listening beyond loopback, but MCP_ALLOWED_HOSTS names only loopback hosts: /mcp \
+             refuses (403) requests that reach it by any other name. List the names clients use \
+             (the Kubernetes Service, an ingress host) in MCP_ALLOWED_HOSTS.",
+        );
+    }
+    warnings
+}
+
 /// Whether `host` lets other machines connect: anything but 127.0.0.0/8 and ::1 (an IPv4-mapped
 /// loopback address included). `0.0.0.0` and `::` listen on every interface.
 fn reachable_beyond_this_host(host: IpAddr) -> bool {
@@ -264,6 +292,29 @@ fn reachable_beyond_this_host(host: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_vars(&vars).expect("valid settings")
+    }
+
+    #[test]
+    fn exposure_beyond_loopback_without_a_token_is_warned_about() {
+        assert!(exposure_warnings(&settings(&[])).is_empty(), "loopback");
+        let open = exposure_warnings(&settings(&[("API_HOST", "0.0.0.0")]));
+        assert_eq!(open.len(), 2, "{open:?}");
+        assert!(open[0].contains("without API_TOKEN"));
+        assert!(open[1].contains("MCP_ALLOWED_HOSTS"));
+        let guarded = exposure_warnings(&settings(&[
+            ("API_HOST", "0.0.0.0"),
+            ("API_TOKEN", "0123456789abcdef0123"),
+            ("MCP_ALLOWED_HOSTS", "aioops.monitoring.svc"),
+        ]));
+        assert!(guarded.is_empty(), "{guarded:?}");
+    }
 
     #[test]
     fn only_loopback_addresses_stay_on_this_host() {

@@ -79,6 +79,11 @@ BAD_VALUES = [
     ({"env": {"bad-name": "x"}}, "bad-name"),
     ({"secrets": {"SLACK_WEBHOOK_URL": 42}}, "/secrets/SLACK_WEBHOOK_URL"),
     ({"secrets": {"SLACK_TOKEN": "x"}}, "/secrets"),
+    ({"secrets": {"API_TOKEN": "short"}}, "/secrets/API_TOKEN"),
+    ({"secrets": {"API_TOKEN": "has spaces in it, sixteen+"}}, "/secrets/API_TOKEN"),
+    ({"mcp": {"allowedHosts": ["https://mcp.example.org/"]}}, "/mcp/allowedHosts/0"),
+    ({"mcp": {"allowedOrigins": ["agent.example.org"]}}, "/mcp/allowedOrigins/0"),
+    ({"mcp": {"hosts": []}}, "/mcp"),
     ({"resources": {"limits": {"memory": "a lot"}}}, "/resources/limits/memory"),
     ({"logGeneratorEnabled": True}, "logGeneratorEnabled"),
 ]
@@ -381,3 +386,38 @@ def test_values_given_under_secrets_win_over_env(render):
     rendered = render({"env": {"SLACK_WEBHOOK_URL": "https://old"}, "secrets": {"SLACK_WEBHOOK_URL": "https://new"}})
     data = rendered.one("Secret")["data"]
     assert base64.b64decode(data["SLACK_WEBHOOK_URL"]).decode() == "https://new"
+
+
+# --- access control and the MCP endpoint -----------------------------------------------------------
+
+
+def test_mcp_answers_the_services_own_names_and_the_configured_hosts(render):
+    default = render().one("ConfigMap")["data"]
+    hosts = default["MCP_ALLOWED_HOSTS"].split(",")
+    service = "aioops-mcp-iforest"
+    for name in (service, f"{service}.{NAMESPACE}", f"{service}.{NAMESPACE}.svc", f"{service}.{NAMESPACE}.svc.cluster.local", "localhost", "127.0.0.1"):
+        assert name in hosts, name
+    assert "MCP_ALLOWED_ORIGINS" not in default
+    configured = render(ALL_ON).one("ConfigMap")["data"]
+    assert configured["MCP_ALLOWED_HOSTS"].split(",")[-2:] == ["mcp.example.org", "mcp.example.org:443"]
+    assert configured["MCP_ALLOWED_ORIGINS"] == "https://agent.example.org:443,http://localhost:*"
+    replaced = render({"env": {"MCP_ALLOWED_HOSTS": "only.example.org"}}).one("ConfigMap")["data"]
+    assert replaced["MCP_ALLOWED_HOSTS"] == "only.example.org"
+
+
+def test_the_token_comes_from_the_secret_for_the_server_and_the_log_generator(render):
+    rendered = render(ALL_ON)
+    secret_name = rendered.one("Secret")["metadata"]["name"]
+    for c in (container(rendered.one("Deployment")["spec"]["template"]["spec"], "server"), job_container(rendered)):
+        ref = env_of(c)["API_TOKEN"]["secretKeyRef"]
+        assert ref == {"name": secret_name, "key": "API_TOKEN", "optional": True}, c["name"]
+    existing = render({**EXISTING_SECRET, "logGenerator": {"enabled": True}})
+    assert env_of(job_container(existing))["API_TOKEN"]["secretKeyRef"]["name"] == "aiops-alert-channels"
+
+
+def test_notes_give_the_mcp_url_and_warn_without_a_token(render):
+    open_notes = render().notes
+    assert f"aioops-mcp-iforest.{NAMESPACE}.svc:8000/mcp" in open_notes
+    assert "no API_TOKEN is set" in open_notes
+    assert "no API_TOKEN is set" not in render(ALL_ON).notes
+    assert "no API_TOKEN is set" not in render(EXISTING_SECRET).notes

@@ -2,12 +2,14 @@
 
 pub mod alerts;
 pub mod anomalies;
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod extract;
 pub mod feedback;
 pub mod health;
 pub mod ingest;
+pub mod mcp;
 pub mod metrics;
 pub mod otlp;
 mod state;
@@ -16,6 +18,7 @@ pub mod training;
 pub use state::AppState;
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
@@ -29,7 +32,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
 
-/// Every route, with tracing, a request timeout, a panic guard and gzip request bodies decoded.
+/// Every route, with tracing, a request timeout, a panic guard, gzip request bodies decoded and,
+/// when `API_TOKEN` is set, the token check (`auth`).
 ///
 /// Some refusals never reach the router: hyper answers a request it cannot parse (400), one
 /// whose head is too large (431) or whose URI is too long (414) itself, with an empty body, and
@@ -45,47 +49,63 @@ pub fn router(state: AppState) -> Router {
         .merge(feedback::router())
         .merge(metrics::router())
         .merge(alerts::router())
-        .merge(otlp::router());
+        .merge(otlp::router())
+        .merge(mcp::router(&state));
     layered(routes, state)
 }
 
-/// OTLP's routes alone (POST /v1/logs), with the same layers: what the OTLP/HTTP port
-/// (`OTLP_HTTP_PORT`, 4318 by convention) serves, so a collector works with its defaults.
+/// OTLP's routes alone (POST /v1/logs), with the same layers (access control included): what the
+/// OTLP/HTTP port (`OTLP_HTTP_PORT`, 4318 by convention) serves, so a collector works with its
+/// defaults.
 pub fn otlp_router(state: AppState) -> Router {
     layered(otlp::router(), state)
 }
 
 fn layered(routes: Router<AppState>, state: AppState) -> Router {
     let timeout = state.settings.request_timeout;
-    routes
+    let access = state.settings.api_token.clone().map(|token| {
+        Arc::new(auth::AccessControl::new(
+            token,
+            state.settings.api_token_for_reads,
+        ))
+    });
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(
-            ServiceBuilder::new()
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                        let path = request
-                            .extensions()
-                            .get::<MatchedPath>()
-                            .map_or("unmatched", MatchedPath::as_str);
-                        tracing::info_span!("request", method = %request.method(), path)
-                    }),
-                )
-                .layer(CatchPanicLayer::custom(panic_response))
-                .layer(HandleErrorLayer::new(
-                    move |otlp: otlp::OtlpRequest, error: BoxError| {
-                        timeout_response(otlp, error, timeout)
-                    },
-                ))
-                .timeout(timeout)
-                .layer(axum::middleware::map_request(
-                    body::normalize_content_encoding,
-                ))
-                // Other codings pass through with their header, and the body extractor answers
-                // them 415 with a detail (tower-http's own 415 has an empty body).
-                .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true)),
-        )
+        .with_state(state);
+    // Without a token there is no layer at all: an open service pays nothing for access control.
+    let routes = match access {
+        Some(access) => routes.layer(axum::middleware::from_fn_with_state(
+            access,
+            auth::require_token,
+        )),
+        None => routes,
+    };
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let path = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", MatchedPath::as_str);
+                    tracing::info_span!("request", method = %request.method(), path)
+                }),
+            )
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(HandleErrorLayer::new(
+                move |otlp: otlp::OtlpRequest, error: BoxError| {
+                    timeout_response(otlp, error, timeout)
+                },
+            ))
+            .timeout(timeout)
+            .layer(axum::middleware::map_request(
+                body::normalize_content_encoding,
+            ))
+            // Other codings pass through with their header, and the body extractor answers
+            // them 415 with a detail (tower-http's own 415 has an empty body).
+            .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true)),
+    )
 }
 
 async fn not_found() -> impl IntoResponse {

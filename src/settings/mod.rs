@@ -122,7 +122,23 @@ pub struct Settings {
     pub max_stored_anomaly_bytes: usize,
     /// How thoroughly the database is checked before the service starts.
     pub startup_integrity_check: IntegrityCheck,
+    /// `API_TOKEN`: when set, every mutating REST endpoint and all of `/mcp` require
+    /// `Authorization: Bearer <token>`; unset, they are open, as the original's were.
+    pub api_token: Option<Secret>,
+    /// `API_TOKEN_FOR_READS`: the token guards the REST reads too (all but `/`, `/health` and
+    /// `/api/v1/`, which probes use).
+    pub api_token_for_reads: bool,
+    /// `MCP_ALLOWED_HOSTS`: the `Host` names (optionally `name:port`) `/mcp` answers; any other
+    /// gets a 403, against DNS rebinding. `*` admits any.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// `MCP_ALLOWED_ORIGINS`: browser origins (`https://app.example.com`, `http://localhost:*`)
+    /// `/mcp` accepts; a request with any other `Origin` gets a 403 (one without is not
+    /// concerned). Empty: every `Origin` is refused; `*` admits any.
+    pub mcp_allowed_origins: Vec<String>,
 }
+
+/// The `Host` names `/mcp` answers by default: this machine's loopback names.
+pub const DEFAULT_MCP_ALLOWED_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// Start-up refused: every bad variable, one line each.
 #[derive(Debug, thiserror::Error)]
@@ -315,7 +331,20 @@ impl Settings {
                     ("off", IntegrityCheck::Off),
                 ],
             ),
+            api_token: r.token("API_TOKEN").map(Secret::new),
+            api_token_for_reads: r.flag("API_TOKEN_FOR_READS", false),
+            mcp_allowed_hosts: r
+                .list("MCP_ALLOWED_HOSTS", check_allowed_host)
+                .unwrap_or_else(|| DEFAULT_MCP_ALLOWED_HOSTS.map(str::to_owned).to_vec()),
+            mcp_allowed_origins: r
+                .list("MCP_ALLOWED_ORIGINS", check_allowed_origin)
+                .unwrap_or_default(),
         };
+        if settings.api_token_for_reads && settings.api_token.is_none() {
+            reader.problems.push(
+                "API_TOKEN_FOR_READS=true needs API_TOKEN: there is no token to require".to_owned(),
+            );
+        }
         if settings.alert_retry_max < settings.alert_retry_initial {
             reader.problems.push(format!(
                 "ALERT_RETRY_MAX_SECONDS ({} s) must not be below ALERT_RETRY_INITIAL_SECONDS ({} s)",
@@ -431,6 +460,42 @@ impl Settings {
             },
             shutdown_timeout: self.alert_shutdown_timeout,
         }
+    }
+}
+
+/// One `MCP_ALLOWED_HOSTS` entry: `*`, or a host name or address with an optional port, as a
+/// `Host` header spells it (`aioops`, `aioops.monitoring.svc:8000`, `[::1]`).
+fn check_allowed_host(item: &str) -> Result<(), String> {
+    if item == "*" || item.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if item.contains("://") || item.contains('/') {
+        return Err("expected a host name (optionally host:port), not a URL".to_owned());
+    }
+    match item.parse::<axum::http::uri::Authority>() {
+        Ok(authority) if !authority.as_str().contains('@') => Ok(()),
+        _ => Err("expected a host name (optionally host:port)".to_owned()),
+    }
+}
+
+/// One `MCP_ALLOWED_ORIGINS` entry: `*`, `null`, or `scheme://host` with an optional port or
+/// `:*` (any port).
+fn check_allowed_origin(item: &str) -> Result<(), String> {
+    if item == "*" || item == "null" {
+        return Ok(());
+    }
+    let Some((scheme, authority)) = item.split_once("://") else {
+        return Err("expected an origin with its scheme, e.g. https://app.example.com".to_owned());
+    };
+    let host = authority.strip_suffix(":*").unwrap_or(authority);
+    let valid = matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && !host.contains(['/', '@', '?', '#'])
+        && host.parse::<axum::http::uri::Authority>().is_ok();
+    if valid {
+        Ok(())
+    } else {
+        Err("expected http:// or https:// and a host, optionally :port or :*, no path".to_owned())
     }
 }
 
@@ -689,13 +754,73 @@ mod tests {
     }
 
     #[test]
+    fn access_settings_default_to_open_with_loopback_hosts() {
+        let settings = Settings::from_vars(&HashMap::new()).expect("defaults are valid");
+        assert!(settings.api_token.is_none());
+        assert!(!settings.api_token_for_reads);
+        assert_eq!(
+            settings.mcp_allowed_hosts,
+            ["localhost", "127.0.0.1", "::1"]
+        );
+        assert!(settings.mcp_allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn access_settings_are_read_and_checked() {
+        let settings = Settings::from_vars(&vars(&[
+            ("API_TOKEN", "  0123456789abcdef0123  "),
+            ("API_TOKEN_FOR_READS", "true"),
+            (
+                "MCP_ALLOWED_HOSTS",
+                "aioops, aioops.monitoring.svc.cluster.local:8000,[::1],::1,*",
+            ),
+            (
+                "MCP_ALLOWED_ORIGINS",
+                "https://app.example.com:443,http://localhost:*,null",
+            ),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            settings.api_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef0123")
+        );
+        assert!(settings.api_token_for_reads);
+        assert_eq!(settings.mcp_allowed_hosts.len(), 5);
+        assert_eq!(settings.mcp_allowed_origins.len(), 3);
+
+        let error = Settings::from_vars(&vars(&[
+            ("API_TOKEN", "tooshort"),
+            ("MCP_ALLOWED_HOSTS", "https://evil.example.com/"),
+            ("MCP_ALLOWED_ORIGINS", "app.example.com"),
+            ("API_TOKEN_FOR_READS", "maybe"),
+        ]))
+        .expect_err("refused");
+        let text = error.to_string();
+        for name in [
+            "API_TOKEN:",
+            "MCP_ALLOWED_HOSTS",
+            "MCP_ALLOWED_ORIGINS",
+            "API_TOKEN_FOR_READS",
+        ] {
+            assert!(text.contains(name), "{name} missing from: {text}");
+        }
+        assert!(!text.contains("tooshort"), "the token is echoed: {text}");
+
+        let error = Settings::from_vars(&vars(&[("API_TOKEN_FOR_READS", "true")]))
+            .expect_err("reads need a token to require");
+        assert!(error.to_string().contains("needs API_TOKEN"));
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug_output() {
         let settings = Settings::from_vars(&vars(&[
             ("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY"),
             ("GENERIC_WEBHOOK_URL", "http://127.0.0.1:9/hook?token=abc"),
+            ("API_TOKEN", "API-T0KEN-0123456789"),
         ]))
         .expect("valid");
         let debug = format!("{settings:?}");
+        assert!(!debug.contains("API-T0KEN-0123456789"));
         assert!(!debug.contains("R0UTINGKEY"));
         assert!(!debug.contains("token=abc"));
     }

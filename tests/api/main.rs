@@ -16,6 +16,7 @@ mod hostile;
 mod ingest;
 mod learning;
 mod limits;
+mod mcp;
 mod otlp;
 mod simulator;
 mod simulator_e2e;
