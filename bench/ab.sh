@@ -12,6 +12,10 @@
 # retention reaches its bound, then measures DURATION seconds (wrk -t2 -c32, batch_100.json from
 # bench/make_bodies.py). ROUNDS (default 3) rounds, in reverse order every other round (use an even
 # number); one RESULT line per run, then the mean requests/s of each command.
+#
+# With API_TOKEN in the environment every request carries it, and every command inherits it; a
+# command can drop it with a leading `API_TOKEN=` (empty is unset), e.g. to measure the token check:
+#   API_TOKEN=$(openssl rand -hex 32) bash bench/ab.sh 8 'API_TOKEN= BINARY' BINARY
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="$1"
@@ -26,6 +30,8 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 python3 bench/make_bodies.py "$work"
 url="http://127.0.0.1:$PORT/api/v1/stream/multi-source"
+auth=()
+if [ -n "${API_TOKEN:-}" ]; then auth=(-H "authorization: Bearer $API_TOKEN"); fi
 
 load() { # seconds
     BODY_FILE="$work/batch_100.json" wrk -t2 -c32 -d"$1s" -s bench/post.lua "$url"
@@ -43,12 +49,12 @@ for round in $(seq "$ROUNDS"); do
         DATA_DIR="$work/data" API_PORT="$PORT" LOG_LEVEL=error bash -c "exec env $command" &
         service=$!
         for _ in $(seq 100); do
-            curl -fs -o /dev/null -X POST -H 'content-type: application/json' \
+            curl -fs -o /dev/null -X POST -H 'content-type: application/json' "${auth[@]}" \
                 --data-binary @"$work/batch_1.json" "$url" && break
             sleep 0.1
         done
         for _ in $(seq 30); do
-            curl -fs -o /dev/null -X POST -H 'content-type: application/json' \
+            curl -fs -o /dev/null -X POST -H 'content-type: application/json' "${auth[@]}" \
                 --data-binary @"$work/batch_100.json" "$url"
         done
         load 5 >/dev/null

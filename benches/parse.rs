@@ -31,6 +31,7 @@ fn raw(
         source: "bench".to_owned(),
         format_type,
         custom_config,
+        envelope: None,
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::alert::AlertSystem;
@@ -26,6 +27,8 @@ use crate::store::Store;
 #[derive(Debug)]
 pub struct App {
     listener: TcpListener,
+    /// The OTLP/HTTP port's listener (`OTLP_HTTP_PORT`), when one is set.
+    otlp_listener: Option<TcpListener>,
     state: AppState,
     limits: ServerLimits,
     background: Vec<JoinHandle<()>>,
@@ -99,16 +102,19 @@ impl App {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {address} (API_HOST, API_PORT)"))?;
+        let otlp_listener = match settings.otlp_http_port {
+            Some(port) => {
+                let address = SocketAddr::new(settings.api_host, port);
+                Some(
+                    TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("binding {address} (API_HOST, OTLP_HTTP_PORT)"))?,
+                )
+            }
+            None => None,
+        };
         server::check_open_file_limit(settings.max_connections);
-        if reachable_beyond_this_host(settings.api_host) {
-            // Until access tokens arrive (issue #13), the API is open to whoever reaches it.
-            tracing::warn!(
-                address = %address,
-                "Listening beyond loopback: anything that can reach this port can post logs, \
-                 delete the anomaly history and train models, as no access token is required. \
-                 Keep the port behind a firewall or a network policy, or set API_HOST=127.0.0.1."
-            );
-        }
+        warn_about_exposure(&settings, address);
         let alerts = AlertSystem::start(settings.alert_config(), store.clone())
             .await
             .context("starting the alert channels")?;
@@ -126,6 +132,7 @@ impl App {
             },
         );
         let limits = settings.server_limits();
+        let otlp_exports = Arc::new(Semaphore::new(settings.otlp_max_concurrent_exports));
         let state = AppState {
             settings: Arc::new(settings),
             ingest,
@@ -135,9 +142,11 @@ impl App {
             learner,
             alerts,
             metrics,
+            otlp_exports,
         };
         Ok(Self {
             listener,
+            otlp_listener,
             state,
             limits,
             background,
@@ -147,6 +156,14 @@ impl App {
     /// The bound port (useful with port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// The OTLP/HTTP port, when `OTLP_HTTP_PORT` is set (useful with 0).
+    pub fn otlp_port(&self) -> Option<u16> {
+        self.otlp_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+            .map(|address| address.port())
     }
 
     /// The state the handlers share (tests inspect it).
@@ -179,6 +196,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            otlp_listener,
             state,
             limits,
             background,
@@ -186,7 +204,33 @@ impl App {
         let address = listener.local_addr().ok();
         tracing::info!(?address, "Serving.");
         let router = api::router(state.clone());
-        server::serve(listener, router, limits, shutdown).await;
+        // The OTLP port, when set, stops with the API port: one signal, seen by both servers.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let signal = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let stopped_signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            // An error means the sender is gone, which is a stop too.
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let otlp_server = otlp_listener.map(|otlp_listener| {
+            let address = otlp_listener.local_addr().ok();
+            tracing::info!(?address, "Serving OTLP/HTTP (POST /v1/logs).");
+            tokio::spawn(server::serve(
+                otlp_listener,
+                api::otlp_router(state.clone()),
+                limits,
+                stopped_signal(stopped.clone()),
+            ))
+        });
+        server::serve(listener, router, limits, stopped_signal(stopped)).await;
+        signal.abort();
+        if let Some(otlp_server) = otlp_server
+            && let Err(error) = otlp_server.await
+        {
+            tracing::error!(%error, "The OTLP/HTTP server task failed.");
+        }
         tracing::info!("In-flight requests finished; connections closed.");
         for task in background {
             task.abort();
@@ -200,6 +244,42 @@ impl App {
         tracing::info!("Storage closed; bye.");
         Ok(())
     }
+}
+
+/// Start-up warnings about who can reach what: an open service beyond loopback, and an MCP door
+/// that will refuse the names other machines use for it.
+fn warn_about_exposure(settings: &Settings, address: SocketAddr) {
+    for warning in exposure_warnings(settings) {
+        tracing::warn!(address = %address, "{warning}");
+    }
+}
+
+/// What [`warn_about_exposure`] says, one sentence each.
+fn exposure_warnings(settings: &Settings) -> Vec<&'static str> {
+    let mut warnings = Vec::new();
+    if !reachable_beyond_this_host(settings.api_host) {
+        return warnings;
+    }
+    if settings.api_token.is_none() {
+        warnings.push(
+            "Listening beyond loopback without API_TOKEN: anything that can reach this port can \
+             post logs, delete the anomaly history, train models and use every MCP tool. Set \
+             API_TOKEN (e.g. `openssl rand -hex 32`), or keep the port behind a firewall or a \
+             network policy, or set API_HOST=127.0.0.1.",
+        );
+    }
+    if settings
+        .mcp_allowed_hosts
+        .iter()
+        .all(|host| crate::settings::DEFAULT_MCP_ALLOWED_HOSTS.contains(&host.as_str()))
+    {
+        warnings.push(
+            "Listening beyond loopback, but MCP_ALLOWED_HOSTS names only loopback hosts: /mcp \
+             refuses (403) requests that reach it by any other name. List the names clients use \
+             (the Kubernetes Service, an ingress host) in MCP_ALLOWED_HOSTS.",
+        );
+    }
+    warnings
 }
 
 /// Whether `host` lets other machines connect: anything but 127.0.0.0/8 and ::1 (an IPv4-mapped
@@ -217,6 +297,29 @@ fn reachable_beyond_this_host(host: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_vars(&vars).expect("valid settings")
+    }
+
+    #[test]
+    fn exposure_beyond_loopback_without_a_token_is_warned_about() {
+        assert!(exposure_warnings(&settings(&[])).is_empty(), "loopback");
+        let open = exposure_warnings(&settings(&[("API_HOST", "0.0.0.0")]));
+        assert_eq!(open.len(), 2, "{open:?}");
+        assert!(open[0].contains("without API_TOKEN"));
+        assert!(open[1].contains("MCP_ALLOWED_HOSTS"));
+        let guarded = exposure_warnings(&settings(&[
+            ("API_HOST", "0.0.0.0"),
+            ("API_TOKEN", "0123456789abcdef0123"),
+            ("MCP_ALLOWED_HOSTS", "aioops.monitoring.svc"),
+        ]));
+        assert!(guarded.is_empty(), "{guarded:?}");
+    }
 
     #[test]
     fn only_loopback_addresses_stay_on_this_host() {

@@ -19,7 +19,7 @@ NAMESPACE = "aiops"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and a current one.
 KUBE_VERSIONS = ("1.25.0", "1.31.0")
 
-SECRET_NAMES = ("SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "GENERIC_WEBHOOK_URL")
+SECRET_NAMES = ("SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "GENERIC_WEBHOOK_URL", "API_TOKEN")
 
 # Every option on: persistence, secrets, the log generator with every knob, extra metadata.
 ALL_ON: dict[str, Any] = {
@@ -29,6 +29,7 @@ ALL_ON: dict[str, Any] = {
     "podAnnotations": {"prometheus.io/scrape": "false"},
     "podLabels": {"team": "sre"},
     "service": {"type": "LoadBalancer", "port": 8080, "annotations": {"example.org/lb": "internal"}},
+    "otlp": {"enabled": True, "port": 4318},
     "persistence": {
         "enabled": True,
         "storageClass": "fast-ssd",
@@ -40,6 +41,11 @@ ALL_ON: dict[str, Any] = {
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/SLACKSECRET",
         "PAGERDUTY_ROUTING_KEY": "PDSECRETKEY0123456789",
         "GENERIC_WEBHOOK_URL": "https://hooks.example.org/aioops?token=WEBHOOKSECRET",
+        "API_TOKEN": "APITOKENSECRET-0123456789abcdef",
+    },
+    "mcp": {
+        "allowedHosts": ["mcp.example.org", "mcp.example.org:443"],
+        "allowedOrigins": ["https://agent.example.org:443", "http://localhost:*"],
     },
     "logGenerator": {
         "enabled": True,

@@ -80,6 +80,11 @@ BAD_VALUES = [
     ({"env": {"bad-name": "x"}}, "bad-name"),
     ({"secrets": {"SLACK_WEBHOOK_URL": 42}}, "/secrets/SLACK_WEBHOOK_URL"),
     ({"secrets": {"SLACK_TOKEN": "x"}}, "/secrets"),
+    ({"secrets": {"API_TOKEN": "short"}}, "/secrets/API_TOKEN"),
+    ({"secrets": {"API_TOKEN": "has spaces in it, sixteen+"}}, "/secrets/API_TOKEN"),
+    ({"mcp": {"allowedHosts": ["https://mcp.example.org/"]}}, "/mcp/allowedHosts/0"),
+    ({"mcp": {"allowedOrigins": ["agent.example.org"]}}, "/mcp/allowedOrigins/0"),
+    ({"mcp": {"hosts": []}}, "/mcp"),
     ({"resources": {"limits": {"memory": "a lot"}}}, "/resources/limits/memory"),
     ({"logGeneratorEnabled": True}, "logGeneratorEnabled"),
 ]
@@ -165,6 +170,18 @@ def test_api_port_in_env_moves_the_container_port(render):
     server = container(rendered.one("Deployment")["spec"]["template"]["spec"], "server")
     assert server["ports"][0]["containerPort"] == 9000
     assert rendered.one("ConfigMap")["data"]["API_PORT"] == "9000"
+
+
+def test_the_otlp_port_is_off_by_default_and_opens_on_pod_and_service_when_enabled(render):
+    rendered = render()
+    assert "OTLP_HTTP_PORT" not in rendered.one("ConfigMap")["data"]
+    assert [p["name"] for p in rendered.one("Service")["spec"]["ports"]] == ["http"]
+    rendered = render({"otlp": {"enabled": True, "port": 4318}})
+    assert rendered.one("ConfigMap")["data"]["OTLP_HTTP_PORT"] == "4318"
+    server = container(rendered.one("Deployment")["spec"]["template"]["spec"], "server")
+    assert {"name": "otlp-http", "containerPort": 4318, "protocol": "TCP"} in server["ports"]
+    ports = rendered.one("Service")["spec"]["ports"]
+    assert {"name": "otlp-http", "port": 4318, "targetPort": "otlp-http", "protocol": "TCP"} in ports
 
 
 def test_configmap_carries_env_and_the_container_settings(render):
@@ -466,3 +483,38 @@ def test_schema_rejects_bad_metrics_values(chart, values, where):
     with pytest.raises(helm.HelmValuesError) as error:
         chart.validate_schema(values)
     assert where in str(error.value)
+
+
+# --- access control and the MCP endpoint -----------------------------------------------------------
+
+
+def test_mcp_answers_the_services_own_names_and_the_configured_hosts(render):
+    default = render().one("ConfigMap")["data"]
+    hosts = default["MCP_ALLOWED_HOSTS"].split(",")
+    service = "aioops-mcp-iforest"
+    for name in (service, f"{service}.{NAMESPACE}", f"{service}.{NAMESPACE}.svc", f"{service}.{NAMESPACE}.svc.cluster.local", "localhost", "127.0.0.1"):
+        assert name in hosts, name
+    assert "MCP_ALLOWED_ORIGINS" not in default
+    configured = render(ALL_ON).one("ConfigMap")["data"]
+    assert configured["MCP_ALLOWED_HOSTS"].split(",")[-2:] == ["mcp.example.org", "mcp.example.org:443"]
+    assert configured["MCP_ALLOWED_ORIGINS"] == "https://agent.example.org:443,http://localhost:*"
+    replaced = render({"env": {"MCP_ALLOWED_HOSTS": "only.example.org"}}).one("ConfigMap")["data"]
+    assert replaced["MCP_ALLOWED_HOSTS"] == "only.example.org"
+
+
+def test_the_token_comes_from_the_secret_for_the_server_and_the_log_generator(render):
+    rendered = render(ALL_ON)
+    secret_name = rendered.one("Secret")["metadata"]["name"]
+    for c in (container(rendered.one("Deployment")["spec"]["template"]["spec"], "server"), job_container(rendered)):
+        ref = env_of(c)["API_TOKEN"]["secretKeyRef"]
+        assert ref == {"name": secret_name, "key": "API_TOKEN", "optional": True}, c["name"]
+    existing = render({**EXISTING_SECRET, "logGenerator": {"enabled": True}})
+    assert env_of(job_container(existing))["API_TOKEN"]["secretKeyRef"]["name"] == "aiops-alert-channels"
+
+
+def test_notes_give_the_mcp_url_and_warn_without_a_token(render):
+    open_notes = render().notes
+    assert f"aioops-mcp-iforest.{NAMESPACE}.svc:8000/mcp" in open_notes
+    assert "no API_TOKEN is set" in open_notes
+    assert "no API_TOKEN is set" not in render(ALL_ON).notes
+    assert "no API_TOKEN is set" not in render(EXISTING_SECRET).notes

@@ -48,7 +48,7 @@
 //! active service that is not firing makes room. When every tracked service is firing, logs of
 //! new services are counted as untracked instead.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};

@@ -58,7 +58,7 @@ pub(crate) fn query_error(name: &str, kind: &'static str, msg: &str, input: &str
     }
 }
 
-/// Parses `limit`, `service`, `since`, `detector`, `order`, reporting every bad one.
+/// Parses `limit`, `service`, `since`, `detector`, `max_score`, `order`, reporting every bad one.
 fn parse_query(params: &HashMap<String, String>) -> Result<AnomalyQuery, ApiError> {
     let mut errors = Vec::new();
     let limit = match params.get("limit") {
@@ -110,6 +110,22 @@ fn parse_query(params: &HashMap<String, String>) -> Result<AnomalyQuery, ApiErro
             None
         }
     });
+    let max_score = params.get("max_score").and_then(|raw| {
+        let parsed = raw
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|score| score.is_finite());
+        if parsed.is_none() {
+            errors.push(query_error(
+                "max_score",
+                "float_parsing",
+                "Input should be a valid finite number",
+                raw,
+            ));
+        }
+        parsed
+    });
     let order = match params.get("order").map(String::as_str) {
         None | Some("time") => AnomalyOrder::Time,
         Some("score") => AnomalyOrder::Score,
@@ -131,11 +147,13 @@ fn parse_query(params: &HashMap<String, String>) -> Result<AnomalyQuery, ApiErro
         service: params.get("service").cloned(),
         since,
         detector,
+        max_score,
         order,
     })
 }
 
-fn parse_instant(raw: &str) -> Option<DateTime<Utc>> {
+/// An instant in RFC 3339, or ISO 8601 without an offset (UTC).
+pub(crate) fn parse_instant(raw: &str) -> Option<DateTime<Utc>> {
     if let Ok(instant) = DateTime::parse_from_rfc3339(raw.trim()) {
         return Some(instant.with_timezone(&Utc));
     }

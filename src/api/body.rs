@@ -130,44 +130,54 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         refuse_other_media_types(request.headers())?;
-        refuse_other_encodings(request.headers())?;
-        let gzipped = request.extensions().get::<Gzipped>().is_some();
         let BodyLimit(limit) = BodyLimit::from_ref(state);
-        let too_large = || {
-            let after = if gzipped { " once decompressed" } else { "" };
-            ApiError::PayloadTooLarge(format!(
-                "Request body is larger{after} than the limit of {limit} bytes (MAX_BODY_BYTES)."
-            ))
-        };
-        // A gzip body has had its Content-Length removed by the decompression layer: only the
-        // decompressed bytes count, below.
-        let declared = request
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > limit as u64) {
-            return Err(too_large().into());
-        }
-        // The limit counts decompressed bytes, so a gzip bomb stops at `limit` (a 413), however
-        // far it would inflate.
-        let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|error| {
-                let over_limit = std::error::Error::source(&error)
-                    .is_some_and(|source| source.is::<LengthLimitError>());
-                if over_limit {
-                    too_large()
-                } else if gzipped {
-                    ApiError::BadRequest(
-                        "Request body is not valid gzip (Content-Encoding: gzip).".to_owned(),
-                    )
-                } else {
-                    ApiError::BadRequest("Request body could not be read.".to_owned())
-                }
-            })?;
-        Ok(JsonBody(bytes))
+        read_limited(request, limit).await.map(JsonBody)
     }
+}
+
+/// Reads a request body of at most `limit` bytes, counted after gzip decompression, whatever its
+/// media type (the caller checks that). Every front door that takes a body reads it here.
+///
+/// # Errors
+/// 415 for a content coding other than gzip; 413 beyond `limit` (a gzip bomb stops there); 400
+/// for a body that cannot be read or is not valid gzip.
+pub async fn read_limited(request: Request, limit: usize) -> Result<Bytes, BodyRefused> {
+    refuse_other_encodings(request.headers())?;
+    let gzipped = request.extensions().get::<Gzipped>().is_some();
+    let too_large = || {
+        let after = if gzipped { " once decompressed" } else { "" };
+        ApiError::PayloadTooLarge(format!(
+            "Request body is larger{after} than the limit of {limit} bytes (MAX_BODY_BYTES)."
+        ))
+    };
+    // A gzip body has had its Content-Length removed by the decompression layer: only the
+    // decompressed bytes count, below.
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large().into());
+    }
+    // The limit counts decompressed bytes, so a gzip bomb stops at `limit` (a 413), however
+    // far it would inflate.
+    let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|error| {
+            let over_limit = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<LengthLimitError>());
+            if over_limit {
+                too_large()
+            } else if gzipped {
+                ApiError::BadRequest(
+                    "Request body is not valid gzip (Content-Encoding: gzip).".to_owned(),
+                )
+            } else {
+                ApiError::BadRequest("Request body could not be read.".to_owned())
+            }
+        })?;
+    Ok(bytes)
 }
 
 /// A body refused before it was read to its end, answered with `Connection: close`. hyper
@@ -490,7 +500,7 @@ impl Checker {
     pub fn format_type(&mut self, value: &Value, loc: &Loc) -> Option<FormatType> {
         let parsed = value.as_str().and_then(FormatType::from_name);
         if parsed.is_none() {
-            let expected = "'json', 'key_value', 'regex' or 'custom'";
+            let expected = "'json', 'key_value', 'regex', 'custom' or 'auto'";
             self.errors.push(FieldError {
                 kind: "enum",
                 loc: loc.clone(),
@@ -527,6 +537,7 @@ impl Checker {
             source: source?,
             format_type: format_type?,
             custom_config: custom_config?,
+            envelope: None,
         })
     }
 
@@ -634,7 +645,7 @@ mod tests {
     // The fast path and the checker, held to each other. They drifted twice: a body one of them
     // took and the other refused. The bodies below are the contract's, valid or one step off.
 
-    const FORMAT_NAMES: [&str; 4] = ["json", "key_value", "regex", "custom"];
+    const FORMAT_NAMES: [&str; 5] = ["json", "key_value", "regex", "custom", "auto"];
 
     /// Any small JSON value: what a field of the wrong type looks like.
     fn junk() -> impl Strategy<Value = Value> {

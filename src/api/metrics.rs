@@ -1,5 +1,6 @@
 //! GET /api/v1/metrics: the contract's counters as JSON (predictions, anomalies, feedback, model
-//! accuracy, last training) plus parse errors, models and logs of untracked services.
+//! accuracy, last training) plus parse errors, models and logs of untracked services; the MCP
+//! door's `service_metrics` tool gives the same [`MetricsReport`].
 //! GET /metrics: every figure for Prometheus ([`crate::metrics`]), and the HTTP middleware that
 //! counts and times requests by route template.
 
@@ -14,6 +15,7 @@ use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -23,6 +25,7 @@ use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::error::responses::{Internal, Unavailable};
 use crate::metrics::{Format, HttpLabels, Metrics, OTHER_SERVICE, Snapshot};
+use crate::store::StoreError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -30,25 +33,57 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(prometheus_metrics))
 }
 
-/// The contract's counters, plus ours.
-#[derive(Debug, Serialize, ToSchema)]
+/// The service's counters since start-up (the contract's five fields first).
+#[derive(Debug, Clone, Serialize, JsonSchema, ToSchema)]
 pub struct MetricsReport {
-    /// Logs judged since start-up.
+    /// Logs judged.
     pub prediction_count: u64,
-    /// Anomalies stored since start-up.
+    /// Logs judged anomalous.
     pub anomaly_count: u64,
-    /// When a model was last published (trained or loaded).
+    /// When a model was last fitted; null before the first.
     pub last_trained: Option<DateTime<Utc>>,
+    /// Feedback labels stored.
     pub feedback_received: u64,
-    /// The share of labeled logs the current rules and models classify as the operators did.
+    /// The share of labeled logs the current rules and models judge as the labels say; null
+    /// without feedback.
     pub model_accuracy: Option<f64>,
+    /// Logs that could not be parsed.
     pub parse_errors: u64,
+    /// Services with a model.
     pub models: usize,
+    /// Logs of services beyond MAX_TRACKED_SERVICES, judged but not learned from.
     pub untracked_service_logs: u64,
     pub tracked_slots_given_back: u64,
+    /// Fields ignored for MAX_FEATURES_PER_LOG or MAX_FIELD_NAME_CHARS.
     pub fields_dropped: u64,
     pub logs_with_fields_dropped: u64,
     pub features_beyond_service_width: u64,
+}
+
+impl MetricsReport {
+    /// Reads the counters and the feedback figures.
+    ///
+    /// # Errors
+    /// The feedback cannot be read.
+    pub async fn collect(state: &AppState) -> Result<Self, StoreError> {
+        let counters = &state.pipeline.counters;
+        let feedback_received = state.store.feedback_count().await?;
+        let model_accuracy = state.learner.model_accuracy().await?;
+        Ok(Self {
+            prediction_count: counters.predictions.load(Ordering::Relaxed),
+            anomaly_count: counters.anomalies.load(Ordering::Relaxed),
+            last_trained: state.learner.last_trained(),
+            feedback_received,
+            model_accuracy,
+            parse_errors: counters.parse_errors.load(Ordering::Relaxed),
+            models: state.detector.models.len(),
+            untracked_service_logs: state.learner.untracked_logs(),
+            tracked_slots_given_back: state.learner.tracked_slots_given_back(),
+            fields_dropped: counters.fields_dropped.load(Ordering::Relaxed),
+            logs_with_fields_dropped: counters.logs_with_fields_dropped.load(Ordering::Relaxed),
+            features_beyond_service_width: state.learner.features_beyond_width(),
+        })
+    }
 }
 
 /// Counts and times every request by method, route template and status. The route is axum's
@@ -140,7 +175,7 @@ async fn prometheus_metrics(State(state): State<AppState>, headers: HeaderMap) -
     ([(CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-fn readable(read: Result<u64, crate::store::StoreError>) -> Option<u64> {
+fn readable(read: Result<u64, StoreError>) -> Option<u64> {
     match read {
         Ok(value) => Some(value),
         Err(error) => {
@@ -161,21 +196,5 @@ fn readable(read: Result<u64, crate::store::StoreError>) -> Option<u64> {
     )
 )]
 async fn metrics(State(state): State<AppState>) -> Result<Json<MetricsReport>, ApiError> {
-    let counters = &state.pipeline.counters;
-    let feedback_received = state.store.feedback_count().await?;
-    let model_accuracy = state.learner.model_accuracy().await?;
-    Ok(Json(MetricsReport {
-        prediction_count: counters.predictions.load(Ordering::Relaxed),
-        anomaly_count: counters.anomalies.load(Ordering::Relaxed),
-        last_trained: state.learner.last_trained(),
-        feedback_received,
-        model_accuracy,
-        parse_errors: counters.parse_errors.load(Ordering::Relaxed),
-        models: state.detector.models.len(),
-        untracked_service_logs: state.learner.untracked_logs(),
-        tracked_slots_given_back: state.learner.tracked_slots_given_back(),
-        fields_dropped: counters.fields_dropped.load(Ordering::Relaxed),
-        logs_with_fields_dropped: counters.logs_with_fields_dropped.load(Ordering::Relaxed),
-        features_beyond_service_width: state.learner.features_beyond_width(),
-    }))
+    Ok(Json(MetricsReport::collect(&state).await?))
 }

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod anomalies;
+pub mod auth;
 pub mod body;
 pub mod docs;
 pub mod error;
@@ -9,13 +10,16 @@ pub mod extract;
 pub mod feedback;
 pub mod health;
 pub mod ingest;
+pub mod mcp;
 pub mod metrics;
+pub mod otlp;
 mod state;
 pub mod training;
 
 pub use state::AppState;
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
@@ -30,7 +34,8 @@ use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
-/// Every route, with tracing, a request timeout, a panic guard and gzip request bodies decoded.
+/// Every route, with tracing, a request timeout, a panic guard, gzip request bodies decoded and,
+/// when `API_TOKEN` is set, the token check (`auth`).
 ///
 /// Some refusals never reach the router: hyper answers a request it cannot parse (400), one
 /// whose head is too large (431) or whose URI is too long (414) itself, with an empty body, and
@@ -38,42 +43,73 @@ use utoipa_axum::router::OpenApiRouter;
 /// (`proto/h1/role.rs`, `on_error`), before any service runs, and offers no hook for their
 /// body; a `{"detail": …}` there would need a parser of our own in front of hyper's.
 pub fn router(state: AppState) -> Router {
-    let timeout = state.settings.request_timeout;
-    let metrics = std::sync::Arc::clone(&state.metrics);
     let (routes, document) = documented_routes();
-    routes
+    let routes = routes
         .merge(docs::router(document))
+        .merge(otlp::router())
+        .merge(mcp::router(&state));
+    layered(routes, state)
+}
+
+/// OTLP's routes alone (POST /v1/logs), with the same layers (access control and request metrics
+/// included): what the OTLP/HTTP port (`OTLP_HTTP_PORT`, 4318 by convention) serves, so a
+/// collector works with its defaults.
+pub fn otlp_router(state: AppState) -> Router {
+    layered(otlp::router(), state)
+}
+
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    let timeout = state.settings.request_timeout;
+    let metrics = Arc::clone(&state.metrics);
+    let access = state.settings.api_token.clone().map(|token| {
+        Arc::new(auth::AccessControl::new(
+            token,
+            state.settings.api_token_for_reads,
+        ))
+    });
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(
-            ServiceBuilder::new()
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                        let path = request
-                            .extensions()
-                            .get::<MatchedPath>()
-                            .map_or("unmatched", MatchedPath::as_str);
-                        tracing::info_span!("request", method = %request.method(), path)
-                    }),
-                )
-                // Outside the panic guard and the timeout, so their 500s and 503s are counted.
-                .layer(axum::middleware::from_fn_with_state(
-                    metrics,
-                    metrics::track_requests,
-                ))
-                .layer(CatchPanicLayer::custom(panic_response))
-                .layer(HandleErrorLayer::new(move |error: BoxError| {
-                    timeout_response(error, timeout)
-                }))
-                .timeout(timeout)
-                .layer(axum::middleware::map_request(
-                    body::normalize_content_encoding,
-                ))
-                // Other codings pass through with their header, and the body extractor answers
-                // them 415 with a detail (tower-http's own 415 has an empty body).
-                .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true)),
-        )
+        .with_state(state);
+    // Without a token there is no layer at all: an open service pays nothing for access control.
+    let routes = match access {
+        Some(access) => routes.layer(axum::middleware::from_fn_with_state(
+            access,
+            auth::require_token,
+        )),
+        None => routes,
+    };
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let path = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", MatchedPath::as_str);
+                    tracing::info_span!("request", method = %request.method(), path)
+                }),
+            )
+            // Outside the panic guard and the timeout, so their 500s and 503s are counted (and
+            // the access control's 401s, which sit inside).
+            .layer(axum::middleware::from_fn_with_state(
+                metrics,
+                metrics::track_requests,
+            ))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(HandleErrorLayer::new(
+                move |otlp: otlp::OtlpRequest, error: BoxError| {
+                    timeout_response(otlp, error, timeout)
+                },
+            ))
+            .timeout(timeout)
+            .layer(axum::middleware::map_request(
+                body::normalize_content_encoding,
+            ))
+            // Other codings pass through with their header, and the body extractor answers
+            // them 415 with a detail (tower-http's own 415 has an empty body).
+            .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true)),
+    )
 }
 
 /// Every area's routes, and the OpenAPI description their handlers give.
@@ -100,9 +136,12 @@ async fn method_not_allowed() -> impl IntoResponse {
     )
 }
 
-async fn timeout_response(error: BoxError, timeout: Duration) -> Response {
+async fn timeout_response(otlp: otlp::OtlpRequest, error: BoxError, timeout: Duration) -> Response {
     if error.is::<tower::timeout::error::Elapsed>() {
         tracing::warn!(timeout_s = timeout.as_secs_f64(), "Request timed out.");
+        if let otlp::OtlpRequest(Some(encoding)) = otlp {
+            return otlp::timed_out(encoding, timeout);
+        }
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"detail": format!("Request timed out after {:.0} s (REQUEST_TIMEOUT_SECONDS).", timeout.as_secs_f64())})),

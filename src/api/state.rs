@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use tokio::sync::Semaphore;
 
 use crate::alert::AlertSystem;
 use crate::api::body::BodyLimit;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub alerts: AlertSystem,
     /// The Prometheus registry behind `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// One permit per OTLP export under way (`OTLP_MAX_CONCURRENT_EXPORTS`); none left: 429.
+    pub otlp_exports: Arc<Semaphore>,
 }
 
 impl FromRef<AppState> for BodyLimit {

@@ -1,7 +1,7 @@
 //! Per-service models behind one atomic pointer: readers take a snapshot without locking, a retrain
 //! publishes a whole new map in one swap, so a batch is scored wholly by the old or wholly by the new.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;

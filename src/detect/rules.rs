@@ -4,7 +4,9 @@
 //! service's; a numeric feature strictly greater than its threshold makes the log an anomaly. User rules
 //! are merged over the built-in defaults per service, feature by feature.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
-//! The ingest service: the one way in for logs, whatever the front door (REST today; MCP and OTLP
-//! are to be adapters over it too). It owns the whole path of a batch — parse, detect and store
+//! The ingest service: the one way in for logs, whatever the front door (REST, and OTLP/HTTP in
+//! `api/otlp`; MCP is to be an adapter over it too). It owns the whole path of a batch — parse, detect and store
 //! ([`Pipeline`]), then the rate windows and alerts ([`AlertSystem`]) and the learning loop
 //! ([`Learner`]) — so a log is judged the same way whichever door it came in by. It knows nothing
 //! of HTTP: its errors are [`IngestError`], which each front door maps to its own protocol.

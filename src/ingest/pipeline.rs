@@ -97,6 +97,7 @@ fn format_index(format: FormatType) -> usize {
         FormatType::KeyValue => 1,
         FormatType::Regex => 2,
         FormatType::Custom => 3,
+        FormatType::Auto => 4,
     }
 }
 
@@ -308,6 +309,12 @@ fn anomaly_record(
     }
     if let Some(tags) = tags {
         metadata.insert("tags".to_owned(), Value::Object(tags.clone()));
+    }
+    // A protocol's record ids, resource and scope (OTLP) are kept with the anomaly, not judged.
+    if let Some(envelope) = &log.raw.envelope {
+        for (key, value) in &envelope.metadata {
+            metadata.insert(key.clone(), value.clone());
+        }
     }
     let mut context = Map::new();
     context.insert(

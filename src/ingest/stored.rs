@@ -1,6 +1,7 @@
 //! What a stored anomaly keeps of its log: at most `MAX_STORED_ANOMALY_BYTES` of text (raw log,
-//! message, attributes and tags), so that retention bounds the disk in bytes and not only in rows,
-//! and a listing's records stay small. What is cut is said in the record's `context`.
+//! message, attributes, tags and an OTLP record's resource), so that retention bounds the disk in
+//! bytes and not only in rows, and a listing's records stay small. What is cut is said in the
+//! record's `context`.
 
 use serde_json::{Map, Value, json};
 
@@ -30,7 +31,8 @@ pub fn bound_stored_text(record: &mut AnomalyRecord, max_bytes: usize) {
     let mut cuts = Map::new();
     if metadata_len > metadata_budget {
         let mut dropped = 0;
-        for key in ["attributes", "tags"] {
+        // An OTLP record's resource goes first: it is the same for every record of a sender.
+        for key in ["resource", "attributes", "tags"] {
             if let Some(Value::Object(map)) = record.metadata.get_mut(key) {
                 let others = metadata_len - encoded_len(map);
                 dropped += keep_entries_within(map, metadata_budget.saturating_sub(others));

@@ -162,5 +162,6 @@ pub(super) fn raw_log_of(record: &FeedbackRecord) -> Option<RawLog> {
             .custom_config
             .clone()
             .map(|config| Arc::new(config.into())),
+        envelope: None,
     })
 }

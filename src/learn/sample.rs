@@ -13,8 +13,8 @@
 //! and a name no row holds any more (its rows replaced by newer logs) gives its place back. A burst
 //! of junk keys thus fades out of the sample as the reservoir turns over, as the junk rows do.
 
+use foldhash::{HashMap, HashMapExt};
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::detect::baseline::{Sample, category_fields};

@@ -5,7 +5,7 @@
 //! of learning for good (their slots free up once the junk stops), while a service that keeps
 //! sending keeps its sample.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 use crate::learn::sample::ServiceSample;

@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_SERVICES: usize = 100;
 pub const PREFIX: &str = "aioops";
 
 /// The log formats, in the order [`BatchTally`] counts them (the wire names of `format_type`).
-pub const FORMATS: [&str; 4] = ["json", "key_value", "regex", "custom"];
+pub const FORMATS: [&str; 5] = ["json", "key_value", "regex", "custom", "auto"];
 
 /// A label value written with the exposition format's escapes (`\\`, `\"`, `\n`).
 /// `prometheus-client` writes label values as they are, and a service name is client input.

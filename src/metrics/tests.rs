@@ -28,8 +28,8 @@ fn a_batch_tally_counts_formats_services_and_detectors() {
     // Arrange
     let metrics = Metrics::new(10);
     let mut tally = BatchTally {
-        logs: [3, 1, 0, 0],
-        parse_errors: [1, 0, 0, 0],
+        logs: [3, 1, 0, 0, 0],
+        parse_errors: [1, 0, 0, 0, 0],
         ..BatchTally::default()
     };
     for (service, anomaly) in [

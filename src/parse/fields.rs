@@ -202,6 +202,25 @@ impl LogBuilder {
         }
     }
 
+    /// A parsed log's fields again, to add more of them (a protocol's record fields, see
+    /// [`super::Envelope`]); the limits count what the log already holds.
+    pub fn resume(log: ParsedLog, limits: &FieldLimits) -> Self {
+        Self {
+            timestamp: log.timestamp,
+            level: log.level,
+            message: log.message,
+            bare_text: None,
+            features: log.features,
+            attributes: log.attributes,
+            limits: *limits,
+            dropped: log.dropped_fields,
+        }
+    }
+
+    pub fn has_timestamp(&self) -> bool {
+        self.timestamp.is_some()
+    }
+
     pub fn has_level(&self) -> bool {
         self.level.is_some()
     }

@@ -11,7 +11,9 @@
 //! property tests in `tests.rs` throw arbitrary text, JSON and patterns at it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -20,6 +22,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+mod envelope;
 mod fields;
 mod json;
 mod key_value;
@@ -27,6 +30,7 @@ mod regex;
 pub mod timestamp;
 pub mod value;
 
+pub use self::envelope::{Envelope, FieldValue};
 pub use self::fields::{DEFAULT_MAX_FEATURES_PER_LOG, DEFAULT_MAX_FIELD_NAME_CHARS, FieldLimits};
 pub use self::json::{parse_json, parse_json_within};
 pub use self::key_value::{parse_key_value, parse_key_value_within};
@@ -42,7 +46,14 @@ pub enum FormatType {
     KeyValue,
     Regex,
     Custom,
+    /// Ours (CONTRACT "RawLog"): the parser tells a JSON object, `key=value` pairs and a plain
+    /// message apart ([`parse_auto`]), so mixed sources need not be labelled by the sender. OTLP
+    /// record bodies are read this way too.
+    Auto,
 }
+
+/// Every wire name of [`FormatType`], in declaration order.
+const FORMAT_NAMES: [&str; 5] = ["json", "key_value", "regex", "custom", "auto"];
 
 impl FormatType {
     /// The wire name: `"json"`, `"key_value"`, `"regex"` or `"custom"`.
@@ -52,6 +63,7 @@ impl FormatType {
             FormatType::KeyValue => "key_value",
             FormatType::Regex => "regex",
             FormatType::Custom => "custom",
+            FormatType::Auto => "auto",
         }
     }
 
@@ -62,6 +74,7 @@ impl FormatType {
             "key_value" => Some(FormatType::KeyValue),
             "regex" => Some(FormatType::Regex),
             "custom" => Some(FormatType::Custom),
+            "auto" => Some(FormatType::Auto),
             _ => None,
         }
     }
@@ -75,13 +88,11 @@ impl<'de> Deserialize<'de> for FormatType {
             type Value = FormatType;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                formatter.write_str("'json', 'key_value', 'regex' or 'custom'")
+                formatter.write_str("'json', 'key_value', 'regex', 'custom' or 'auto'")
             }
 
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<FormatType, E> {
-                FormatType::from_name(name).ok_or_else(|| {
-                    E::unknown_variant(name, &["json", "key_value", "regex", "custom"])
-                })
+                FormatType::from_name(name).ok_or_else(|| E::unknown_variant(name, &FORMAT_NAMES))
             }
         }
 
@@ -89,19 +100,16 @@ impl<'de> Deserialize<'de> for FormatType {
     }
 }
 
-/// A `format_type` none of the four names.
+/// A `format_type` none of the five names.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown format_type {0:?} (expected json, key_value, regex or custom)")]
+#[error("unknown format_type {0:?} (expected json, key_value, regex, custom or auto)")]
 pub struct UnknownFormatType(String);
 
 impl std::str::FromStr for FormatType {
     type Err = UnknownFormatType;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        [Self::Json, Self::KeyValue, Self::Regex, Self::Custom]
-            .into_iter()
-            .find(|format| format.as_str() == name)
-            .ok_or_else(|| UnknownFormatType(name.to_owned()))
+        Self::from_name(name).ok_or_else(|| UnknownFormatType(name.to_owned()))
     }
 }
 
@@ -124,6 +132,10 @@ pub struct RawLog {
     #[serde(default, deserialize_with = "shared_config")]
     #[schema(value_type = Option<Object>)]
     pub custom_config: Option<Arc<CustomConfig>>,
+    /// What a protocol carried beside the log text (an OTLP record's time, severity, attributes
+    /// and ids); never read from or written to a REST body. `None` for REST logs.
+    #[serde(skip)]
+    pub envelope: Option<Box<Envelope>>,
 }
 
 impl RawLog {
@@ -468,7 +480,7 @@ pub fn check_patterns<'a>(
     logs: impl IntoIterator<Item = &'a RawLog>,
     limit: usize,
 ) -> Result<(), TooManyPatterns> {
-    let mut patterns: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut patterns: foldhash::HashSet<&str> = foldhash::HashSetExt::new();
     // Logs that spell one config share it (`shared_config`): a run of them costs a pointer
     // comparison, not a hash.
     let mut previous: Option<&Arc<CustomConfig>> = None;
@@ -575,6 +587,18 @@ impl Parser {
         patterns: &mut impl regex::Patterns,
         log: &RawLog,
     ) -> Result<ParsedLog, ParseError> {
+        let parsed = self.parse_text(patterns, log)?;
+        Ok(match &log.envelope {
+            None => parsed,
+            Some(envelope) => envelope.apply(parsed, &self.fields),
+        })
+    }
+
+    fn parse_text(
+        &self,
+        patterns: &mut impl regex::Patterns,
+        log: &RawLog,
+    ) -> Result<ParsedLog, ParseError> {
         match log.format_type {
             FormatType::Json => parse_json_within(&log.raw_log, &self.fields),
             FormatType::KeyValue => Ok(parse_key_value_within(&log.raw_log, &self.fields)),
@@ -585,8 +609,23 @@ impl Parser {
                 &self.fields,
             ),
             FormatType::Custom => Err(ParseError::Unsupported),
+            FormatType::Auto => Ok(parse_auto(&log.raw_log, &self.fields)),
         }
     }
+}
+
+/// `format_type: "auto"`: a JSON object is read as `json`; anything else, and text that begins
+/// like an object but is not valid JSON, as `key_value`, whose parser reads `key=value` pairs
+/// and makes a line without any a plain message (a leading timestamp and level word are still
+/// recognised). Never fails. A log that names its format never comes here, so naming it costs
+/// nothing.
+pub fn parse_auto(raw: &str, limits: &FieldLimits) -> ParsedLog {
+    if raw.trim_ascii_start().starts_with('{')
+        && let Ok(log) = parse_json_within(raw, limits)
+    {
+        return log;
+    }
+    parse_key_value_within(raw, limits)
 }
 
 /// [`Parser::parse`] for the logs of one batch: the compiled patterns it uses stay shared by

@@ -24,7 +24,7 @@
 //! groups with its one-pass engine instead of backtracking. The property test
 //! `ascii_and_unicode_matching_agree_on_ascii_lines` holds the two to the same answers.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};

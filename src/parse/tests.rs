@@ -19,6 +19,7 @@ fn raw(format_type: FormatType, raw_log: &str, custom_config: Option<Value>) -> 
         source: "test".to_owned(),
         format_type,
         custom_config: custom_config.map(|config| Arc::new(config.into())),
+        envelope: None,
     }
 }
 
@@ -38,8 +39,10 @@ fn format_types_use_the_contract_wire_names() {
         (FormatType::KeyValue, "key_value"),
         (FormatType::Regex, "regex"),
         (FormatType::Custom, "custom"),
+        (FormatType::Auto, "auto"),
     ] {
         assert_eq!(format.as_str(), name);
+        assert_eq!(name.parse::<FormatType>().ok(), Some(format));
         assert_eq!(
             serde_json::to_value(format).expect("serializes"),
             json!(name)
@@ -52,6 +55,36 @@ fn format_types_use_the_contract_wire_names() {
     assert!(serde_json::from_value::<FormatType>(json!("xml")).is_err());
     // serde's map form of a variant is not a wire name.
     assert!(serde_json::from_value::<FormatType>(json!({"json": null})).is_err());
+}
+
+#[test]
+fn auto_reads_a_json_object_key_value_pairs_or_a_plain_message() {
+    let parser = Parser::new(4);
+    let auto = |line: &str| {
+        parser
+            .parse(&raw(FormatType::Auto, line, None))
+            .expect("never fails")
+    };
+    let named = |format, line: &str| parser.parse(&raw(format, line, None)).expect("parses");
+    for line in [
+        r#"{"latency": "5ms", "level": "WARN"}"#,
+        r#"  {"msg": "x", "n": [1]}"#,
+    ] {
+        assert_eq!(auto(line), named(FormatType::Json, line), "{line}");
+    }
+    for line in [
+        "2024-01-15T10:00:01Z ERROR query_time=5000ms connection_count=100",
+        "latency=5ms",
+        "connection reset by peer",
+        "{not json at all",
+        "[1, 2, 3]",
+        "",
+    ] {
+        assert_eq!(auto(line), named(FormatType::KeyValue, line), "{line}");
+    }
+    let plain = auto("connection reset by peer");
+    assert_eq!(plain.message.as_deref(), Some("connection reset by peer"));
+    assert!(plain.features.is_empty() && plain.attributes.is_empty());
 }
 
 #[test]
@@ -564,6 +597,16 @@ fn a_pattern_beyond_the_size_limit_names_the_limit_and_the_setting() {
 }
 
 proptest! {
+    /// `auto` never fails, whatever the text: JSON-looking text that is not JSON falls back to
+    /// key=value.
+    #[test]
+    fn auto_never_fails(line in "\\PC{0,200}", json_like in "\\{\\PC{0,60}") {
+        let parser = Parser::new(4);
+        for text in [line, json_like] {
+            prop_assert!(parser.parse(&raw(FormatType::Auto, &text, None)).is_ok());
+        }
+    }
+
     /// Whatever the line, a log holds at most the limit of features and of attributes, no name
     /// longer than the limit, and every numeric pair is either kept or counted.
     #[test]

@@ -41,6 +41,11 @@ pub use crate::telemetry::LogFormat;
 pub struct Settings {
     pub api_host: IpAddr,
     pub api_port: u16,
+    /// A second port serving only OTLP/HTTP (`POST /v1/logs`), on `api_host`; `None`: off (the
+    /// API port serves `/v1/logs` either way).
+    pub otlp_http_port: Option<u16>,
+    /// OTLP exports judged at once; one more is answered 429 with `Retry-After`.
+    pub otlp_max_concurrent_exports: usize,
     /// Tokio worker threads; `None` means one per core.
     pub api_workers: Option<usize>,
     pub data_dir: PathBuf,
@@ -119,7 +124,23 @@ pub struct Settings {
     pub startup_integrity_check: IntegrityCheck,
     /// Services with series of their own in `/metrics`; the rest share `__other__`.
     pub metrics_max_services: usize,
+    /// `API_TOKEN`: when set, every mutating REST endpoint and all of `/mcp` require
+    /// `Authorization: Bearer <token>`; unset, they are open, as the original's were.
+    pub api_token: Option<Secret>,
+    /// `API_TOKEN_FOR_READS`: the token guards the REST reads too (all but `/`, `/health` and
+    /// `/api/v1/`, which probes use).
+    pub api_token_for_reads: bool,
+    /// `MCP_ALLOWED_HOSTS`: the `Host` names (optionally `name:port`) `/mcp` answers; any other
+    /// gets a 403, against DNS rebinding. `*` admits any.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// `MCP_ALLOWED_ORIGINS`: browser origins (`https://app.example.com`, `http://localhost:*`)
+    /// `/mcp` accepts; a request with any other `Origin` gets a 403 (one without is not
+    /// concerned). Empty: every `Origin` is refused; `*` admits any.
+    pub mcp_allowed_origins: Vec<String>,
 }
+
+/// The `Host` names `/mcp` answers by default: this machine's loopback names.
+pub const DEFAULT_MCP_ALLOWED_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// Start-up refused: every bad variable, one line each.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +202,11 @@ impl Settings {
         let settings = Settings {
             api_host: r.parsed("API_HOST", "127.0.0.1".parse().expect("literal IP")),
             api_port: r.parsed("API_PORT", 8000),
+            otlp_http_port: r
+                .text("OTLP_HTTP_PORT")
+                .is_some()
+                .then(|| r.parsed("OTLP_HTTP_PORT", 4318)),
+            otlp_max_concurrent_exports: r.ranged("OTLP_MAX_CONCURRENT_EXPORTS", 64, 1, 100_000),
             api_workers: r.optional_positive("API_WORKERS"),
             data_dir: PathBuf::from(r.text("DATA_DIR").unwrap_or("./data")),
             model_path: r.text("MODEL_PATH").map(PathBuf::from),
@@ -313,12 +339,34 @@ impl Settings {
                 0,
                 100_000,
             ),
+            api_token: r.token("API_TOKEN").map(Secret::new),
+            api_token_for_reads: r.flag("API_TOKEN_FOR_READS", false),
+            mcp_allowed_hosts: r
+                .list("MCP_ALLOWED_HOSTS", check_allowed_host)
+                .unwrap_or_else(|| DEFAULT_MCP_ALLOWED_HOSTS.map(str::to_owned).to_vec()),
+            mcp_allowed_origins: r
+                .list("MCP_ALLOWED_ORIGINS", check_allowed_origin)
+                .unwrap_or_default(),
         };
+        if settings.api_token_for_reads && settings.api_token.is_none() {
+            reader.problems.push(
+                "API_TOKEN_FOR_READS=true needs API_TOKEN: there is no token to require".to_owned(),
+            );
+        }
         if settings.alert_retry_max < settings.alert_retry_initial {
             reader.problems.push(format!(
                 "ALERT_RETRY_MAX_SECONDS ({} s) must not be below ALERT_RETRY_INITIAL_SECONDS ({} s)",
                 settings.alert_retry_max.as_secs_f64(),
                 settings.alert_retry_initial.as_secs_f64()
+            ));
+        }
+        if let Some(port) = settings.otlp_http_port
+            && port != 0
+            && port == settings.api_port
+        {
+            reader.problems.push(format!(
+                "OTLP_HTTP_PORT ({port}) must differ from API_PORT: the API port serves /v1/logs \
+                 already; leave OTLP_HTTP_PORT unset for that"
             ));
         }
         if reader.problems.is_empty() {
@@ -423,6 +471,42 @@ impl Settings {
     }
 }
 
+/// One `MCP_ALLOWED_HOSTS` entry: `*`, or a host name or address with an optional port, as a
+/// `Host` header spells it (`aioops`, `aioops.monitoring.svc:8000`, `[::1]`).
+fn check_allowed_host(item: &str) -> Result<(), String> {
+    if item == "*" || item.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if item.contains("://") || item.contains('/') {
+        return Err("expected a host name (optionally host:port), not a URL".to_owned());
+    }
+    match item.parse::<axum::http::uri::Authority>() {
+        Ok(authority) if !authority.as_str().contains('@') => Ok(()),
+        _ => Err("expected a host name (optionally host:port)".to_owned()),
+    }
+}
+
+/// One `MCP_ALLOWED_ORIGINS` entry: `*`, `null`, or `scheme://host` with an optional port or
+/// `:*` (any port).
+fn check_allowed_origin(item: &str) -> Result<(), String> {
+    if item == "*" || item == "null" {
+        return Ok(());
+    }
+    let Some((scheme, authority)) = item.split_once("://") else {
+        return Err("expected an origin with its scheme, e.g. https://app.example.com".to_owned());
+    };
+    let host = authority.strip_suffix(":*").unwrap_or(authority);
+    let valid = matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && !host.contains(['/', '@', '?', '#'])
+        && host.parse::<axum::http::uri::Authority>().is_ok();
+    if valid {
+        Ok(())
+    } else {
+        Err("expected http:// or https:// and a host, optionally :port or :*, no path".to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,6 +566,34 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from: {text}");
         }
+    }
+
+    #[test]
+    fn the_otlp_port_is_off_unless_set_and_a_bad_one_is_named() {
+        let settings = Settings::from_vars(&vars(&[])).expect("defaults");
+        assert_eq!(settings.otlp_http_port, None);
+        assert_eq!(settings.otlp_max_concurrent_exports, 64);
+        let settings = Settings::from_vars(&vars(&[
+            ("OTLP_HTTP_PORT", "4318"),
+            ("OTLP_MAX_CONCURRENT_EXPORTS", "8"),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.otlp_http_port, Some(4318));
+        assert_eq!(settings.otlp_max_concurrent_exports, 8);
+        let error = Settings::from_vars(&vars(&[
+            ("OTLP_HTTP_PORT", "70000"),
+            ("OTLP_MAX_CONCURRENT_EXPORTS", "0"),
+        ]))
+        .expect_err("refused");
+        let message = error.to_string();
+        assert!(message.contains("OTLP_HTTP_PORT"), "{message}");
+        assert!(message.contains("OTLP_MAX_CONCURRENT_EXPORTS"), "{message}");
+        let error = Settings::from_vars(&vars(&[("API_PORT", "9000"), ("OTLP_HTTP_PORT", "9000")]))
+            .expect_err("refused");
+        assert!(
+            error.to_string().contains("must differ from API_PORT"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -650,13 +762,73 @@ mod tests {
     }
 
     #[test]
+    fn access_settings_default_to_open_with_loopback_hosts() {
+        let settings = Settings::from_vars(&HashMap::new()).expect("defaults are valid");
+        assert!(settings.api_token.is_none());
+        assert!(!settings.api_token_for_reads);
+        assert_eq!(
+            settings.mcp_allowed_hosts,
+            ["localhost", "127.0.0.1", "::1"]
+        );
+        assert!(settings.mcp_allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn access_settings_are_read_and_checked() {
+        let settings = Settings::from_vars(&vars(&[
+            ("API_TOKEN", "  0123456789abcdef0123  "),
+            ("API_TOKEN_FOR_READS", "true"),
+            (
+                "MCP_ALLOWED_HOSTS",
+                "aioops, aioops.monitoring.svc.cluster.local:8000,[::1],::1,*",
+            ),
+            (
+                "MCP_ALLOWED_ORIGINS",
+                "https://app.example.com:443,http://localhost:*,null",
+            ),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            settings.api_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef0123")
+        );
+        assert!(settings.api_token_for_reads);
+        assert_eq!(settings.mcp_allowed_hosts.len(), 5);
+        assert_eq!(settings.mcp_allowed_origins.len(), 3);
+
+        let error = Settings::from_vars(&vars(&[
+            ("API_TOKEN", "tooshort"),
+            ("MCP_ALLOWED_HOSTS", "https://evil.example.com/"),
+            ("MCP_ALLOWED_ORIGINS", "app.example.com"),
+            ("API_TOKEN_FOR_READS", "maybe"),
+        ]))
+        .expect_err("refused");
+        let text = error.to_string();
+        for name in [
+            "API_TOKEN:",
+            "MCP_ALLOWED_HOSTS",
+            "MCP_ALLOWED_ORIGINS",
+            "API_TOKEN_FOR_READS",
+        ] {
+            assert!(text.contains(name), "{name} missing from: {text}");
+        }
+        assert!(!text.contains("tooshort"), "the token is echoed: {text}");
+
+        let error = Settings::from_vars(&vars(&[("API_TOKEN_FOR_READS", "true")]))
+            .expect_err("reads need a token to require");
+        assert!(error.to_string().contains("needs API_TOKEN"));
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug_output() {
         let settings = Settings::from_vars(&vars(&[
             ("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY"),
             ("GENERIC_WEBHOOK_URL", "http://127.0.0.1:9/hook?token=abc"),
+            ("API_TOKEN", "API-T0KEN-0123456789"),
         ]))
         .expect("valid");
         let debug = format!("{settings:?}");
+        assert!(!debug.contains("API-T0KEN-0123456789"));
         assert!(!debug.contains("R0UTINGKEY"));
         assert!(!debug.contains("token=abc"));
     }

@@ -11,6 +11,9 @@ use crate::alert::rate::{PartialRateRule, RateRules, VolumeTest};
 use crate::detect::rules::{RuleSet, Thresholds};
 use crate::forest::Contamination;
 
+/// The shortest `API_TOKEN` accepted.
+pub(super) const MIN_TOKEN_CHARS: usize = 16;
+
 /// Reads variables and collects every problem instead of stopping at the first.
 pub(super) struct Reader<'a> {
     pub(super) vars: &'a HashMap<String, String>,
@@ -197,6 +200,63 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+    pub(super) fn flag(&mut self, name: &str, default: bool) -> bool {
+        self.choice(
+            name,
+            default,
+            &[
+                ("true", true),
+                ("false", false),
+                ("1", true),
+                ("0", false),
+                ("yes", true),
+                ("no", false),
+                ("on", true),
+                ("off", false),
+            ],
+        )
+    }
+
+    /// A bearer token: at least [`MIN_TOKEN_CHARS`] visible ASCII characters, no spaces (it travels
+    /// in an `Authorization` header). The value is a secret: a problem names the variable and what
+    /// is wrong, never the value.
+    pub(super) fn token(&mut self, name: &str) -> Option<String> {
+        let raw = self.text(name)?.to_owned();
+        let why = if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            "expected visible ASCII characters only, no spaces or control characters"
+        } else if raw.len() < MIN_TOKEN_CHARS {
+            "too short to resist guessing: use at least 16 characters, e.g. `openssl rand -hex 32`"
+        } else {
+            return Some(raw);
+        };
+        self.problems
+            .push(format!("{name}: {why} (value not shown)"));
+        None
+    }
+
+    /// A comma-separated list of non-empty items, each checked by `check` (which says what is
+    /// wrong with one); `None` when unset.
+    pub(super) fn list(
+        &mut self,
+        name: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<Vec<String>> {
+        let raw = self.text(name)?.to_owned();
+        let mut items = Vec::new();
+        for item in raw
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            match check(item) {
+                Ok(()) => items.push(item.to_owned()),
+                Err(why) => self.problem(name, &raw, format!("{item:?}: {why}")),
+            }
+        }
+        Some(items)
     }
 
     pub(super) fn json_object(&mut self, name: &str) -> Option<serde_json::Map<String, Value>> {

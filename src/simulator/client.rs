@@ -97,6 +97,9 @@ pub struct IngestClient {
     http: reqwest::Client,
     url: Url,
     policy: SendRetryPolicy,
+    /// `Authorization: Bearer <API_TOKEN>` for a service that requires it; marked sensitive so
+    /// no debug output shows it.
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 /// One try's result: final (`Done`), or worth repeating.
@@ -133,7 +136,32 @@ impl IngestClient {
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("log-simulator/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, url, policy })
+        Ok(Self {
+            http,
+            url,
+            policy,
+            authorization: None,
+        })
+    }
+
+    /// Sends `token` as `Authorization: Bearer <token>` with every request (the service's
+    /// `API_TOKEN`).
+    ///
+    /// # Errors
+    /// When the token cannot travel in a header (control characters).
+    pub fn with_token(mut self, token: Option<&str>) -> anyhow::Result<Self> {
+        self.authorization = match token {
+            None => None,
+            Some(token) => {
+                let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| {
+                        anyhow::anyhow!("the API token holds characters a header cannot carry")
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(self)
     }
 
     /// The endpoint.
@@ -276,6 +304,10 @@ impl IngestClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, String), Attempt<T>> {
+        let request = match &self.authorization {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value.clone()),
+            None => request,
+        };
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {

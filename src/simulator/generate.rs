@@ -710,6 +710,7 @@ fn render(service: ServiceKind, metrics: &Metrics, at: DateTime<Utc>) -> RawLog 
         source: service.source().to_owned(),
         format_type: service.format_type(),
         custom_config: custom_config.map(|config| Arc::new(config.into())),
+        envelope: None,
     }
 }
 

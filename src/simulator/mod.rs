@@ -54,6 +54,10 @@ pub struct Args {
     #[arg(long, env = "MODEL_SERVER_URL", default_value = DEFAULT_URL, value_parser = parse_url, global = true)]
     pub url: Url,
 
+    /// The service's access token (its API_TOKEN), sent as `Authorization: Bearer …`.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+
     /// Logs per second, all services together [default: 10, or batch/INTERVAL].
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
@@ -262,6 +266,7 @@ pub async fn run(args: &Args, shutdown: impl Future<Output = ()>) -> anyhow::Res
         ..SendRetryPolicy::default()
     };
     let client = IngestClient::new(args.url.clone(), args.timeout, policy)
+        .and_then(|client| client.with_token(args.token.as_deref()))
         .context("building the HTTP client")?;
     let mut progress = Progress::new(args.quiet);
 

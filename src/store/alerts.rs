@@ -147,13 +147,15 @@ fn state_text(firing: bool) -> &'static str {
 }
 
 fn upsert_alert(connection: &Connection, alert: &AlertRow) -> Result<(), StoreError> {
-    connection.execute(
-        "INSERT INTO alerts (id, service, fingerprint, state, revision, started_at, record)
+    connection
+        .prepare_cached(
+            "INSERT INTO alerts (id, service, fingerprint, state, revision, started_at, record)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (id) DO UPDATE SET
              state = excluded.state, revision = excluded.revision, record = excluded.record
          WHERE excluded.revision >= alerts.revision",
-        params![
+        )?
+        .execute(params![
             alert.id,
             alert.service,
             alert.fingerprint,
@@ -161,8 +163,7 @@ fn upsert_alert(connection: &Connection, alert: &AlertRow) -> Result<(), StoreEr
             i64::try_from(alert.revision).unwrap_or(i64::MAX),
             timestamp_text(&alert.started_at),
             alert.document,
-        ],
-    )?;
+        ])?;
     Ok(())
 }
 

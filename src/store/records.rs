@@ -45,6 +45,9 @@ pub struct AnomalyQuery {
     pub service: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub detector: Option<DetectorKind>,
+    /// Only anomalies whose model score is at most this (lower is more anomalous); those without
+    /// a score (rule anomalies of a service with no model) are left out when it is set.
+    pub max_score: Option<f64>,
     pub order: AnomalyOrder,
 }
 
@@ -55,6 +58,7 @@ impl Default for AnomalyQuery {
             service: None,
             since: None,
             detector: None,
+            max_score: None,
             order: AnomalyOrder::Time,
         }
     }

@@ -44,9 +44,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The alert channel variables, which only ever travel in a Secret. */}}
+{{/* The secret variables (alert channels, the API token), which only ever travel in a Secret. */}}
 {{- define "aioops.secretKeys" -}}
-{{- list "SLACK_WEBHOOK_URL" "PAGERDUTY_ROUTING_KEY" "GENERIC_WEBHOOK_URL" | toJson }}
+{{- list "SLACK_WEBHOOK_URL" "PAGERDUTY_ROUTING_KEY" "GENERIC_WEBHOOK_URL" "API_TOKEN" | toJson }}
 {{- end }}
 
 {{/* The original chart's placeholder values: shipped defaults, never real endpoints. */}}
@@ -110,7 +110,30 @@ placeholders are left out.
 {{- $_ := set $config "API_HOST" (default "0.0.0.0" (get $config "API_HOST")) }}
 {{- $_ := set $config "API_PORT" (include "aioops.containerPort" .) }}
 {{- $_ := set $config "DATA_DIR" .Values.dataDir }}
+{{- if (.Values.otlp).enabled }}
+{{- $_ := set $config "OTLP_HTTP_PORT" (toString (default 4318 .Values.otlp.port)) }}
+{{- end }}
+{{- if not (get $config "MCP_ALLOWED_HOSTS") }}
+{{- $_ := set $config "MCP_ALLOWED_HOSTS" (include "aioops.mcpAllowedHosts" .) }}
+{{- end }}
+{{- if and (not (get $config "MCP_ALLOWED_ORIGINS")) .Values.mcp.allowedOrigins }}
+{{- $_ := set $config "MCP_ALLOWED_ORIGINS" (join "," .Values.mcp.allowedOrigins) }}
+{{- end }}
 {{- toJson $config }}
+{{- end }}
+
+{{/*
+The Host names /mcp answers (MCP_ALLOWED_HOSTS): the release's Service by every name the cluster
+resolves, loopback (port-forward), and mcp.allowedHosts (an ingress host, say).
+*/}}
+{{- define "aioops.mcpAllowedHosts" -}}
+{{- $service := include "aioops.fullname" . }}
+{{- $namespace := .Release.Namespace }}
+{{- $hosts := list $service (printf "%s.%s" $service $namespace) (printf "%s.%s.svc" $service $namespace) (printf "%s.%s.svc.cluster.local" $service $namespace) "localhost" "127.0.0.1" "::1" }}
+{{- range .Values.mcp.allowedHosts }}
+{{- $hosts = append $hosts . }}
+{{- end }}
+{{- join "," ($hosts | uniq) }}
 {{- end }}
 
 {{/* The log generator's values, honouring the original README's `log-generator:` spelling too. */}}

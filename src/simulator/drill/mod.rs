@@ -289,6 +289,7 @@ pub async fn run(
         ..SendRetryPolicy::default()
     };
     let client = IngestClient::new(args.url.clone(), args.timeout, policy)
+        .and_then(|client| client.with_token(args.token.as_deref()))
         .context("building the HTTP client")?;
     let alerts_url = |query: &str| {
         let mut url = endpoint(&args.url, "/api/v1/alerts");

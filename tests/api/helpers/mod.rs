@@ -34,6 +34,8 @@ fn init_tracing() {
 
 pub struct TestApp {
     pub address: String,
+    /// The OTLP/HTTP port's address, when the test set `OTLP_HTTP_PORT`.
+    pub otlp_address: Option<String>,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
     /// The running app's state, for tests that drive a stage directly (e.g. `state.alerts`).
@@ -96,6 +98,9 @@ async fn start(
     let settings = Settings::from_vars(&vars).expect("test settings are valid");
     let app = App::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let otlp_address = app
+        .otlp_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -103,6 +108,7 @@ async fn start(
     }));
     TestApp {
         address,
+        otlp_address,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
