@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Instructions the service executes per ingested log, for several builds, counted by callgrind.
 #
-#   bash bench/callgrind_ab.sh BINARY_A BINARY_B [BINARY ...]
+#   bash bench/callgrind_ab.sh COMMAND_A COMMAND_B [COMMAND ...]
 #   e.g. bash bench/callgrind_ab.sh /tmp/old-release target/release/aioops-mcp-iforest
+#        bash bench/callgrind_ab.sh target/release/aioops-mcp-iforest \
+#            'API_TOKEN=secret target/release/aioops-mcp-iforest'
+#
+# Each command is a service binary, optionally preceded by VAR=value settings; with API_TOKEN among
+# them, every POST carries it as a bearer token.
 #
 # Wall-clock A/B runs (bench/ab.sh) need a quiet machine: on two cores a build beside the benchmark
 # halves it, and even alone rounds vary by ±15 %. An instruction count does not depend on what else
@@ -26,14 +31,23 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 python3 bench/make_bodies.py "$work"
 url="http://127.0.0.1:$PORT/api/v1/stream/multi-source"
+token=""
 post() { # body file
-    curl -fs -o /dev/null -X POST -H 'content-type: application/json' --data-binary @"$1" "$url"
+    curl -fs -o /dev/null -X POST -H 'content-type: application/json' \
+        ${token:+-H "authorization: Bearer $token"} --data-binary @"$1" "$url"
 }
 
 run=0
-for binary in "$@"; do
+for command in "$@"; do
+    read -ra words <<<"$command"
+    binary="${words[-1]}"
+    settings=("${words[@]:0:${#words[@]}-1}")
+    token=""
+    for setting in "${settings[@]}"; do
+        [[ "$setting" == API_TOKEN=* ]] && token="${setting#API_TOKEN=}"
+    done
     rm -rf "$work/data" "$work"/callgrind.out.*
-    DATA_DIR="$work/data" API_PORT="$PORT" LOG_LEVEL=error \
+    env "${settings[@]}" DATA_DIR="$work/data" API_PORT="$PORT" LOG_LEVEL=error \
         valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p" \
         "$binary" 2>"$work/valgrind.log" &
     service=$!
@@ -59,5 +73,5 @@ for binary in "$@"; do
         mkdir -p "$KEEP_DIR"
         cat "$work"/callgrind.out.* >"$KEEP_DIR/callgrind.$run.$(basename "$binary")"
     fi
-    echo "RESULT [$binary] instructions=$instructions logs=$logs per_log=$((instructions / logs))"
+    echo "RESULT [$command] instructions=$instructions logs=$logs per_log=$((instructions / logs))"
 done
