@@ -183,6 +183,7 @@ const LISTING_CHUNKS_AHEAD: usize = 2;
         ("service" = Option<String>, Query, description = "Only this service's."),
         ("since" = Option<DateTime<Utc>>, Query, description = "Only those logged at or after this instant (RFC 3339; a naive one is UTC)."),
         ("detector" = Option<DetectorKind>, Query, description = "Only those this detector flagged."),
+        ("max_score" = Option<f64>, Query, description = "Only those scored at or below this (a lower score is more anomalous)."),
         ("order" = inline(Option<ListingOrder>), Query, description = "`time` (default) or `score`."),
     ),
     responses(
