@@ -762,18 +762,14 @@ def sklearn_flags(svc, train, test, seed):
     return at_005, best, threshold
 
 
-def oracle_statistic(svc, records):
-    """Sum of squared exact z-scores of each record's numeric features under the service's true
-    normal distribution: the generator's own log-normal, correlated, Poisson (mid-p) and Beta laws.
-
-    A detector learned from logs can only approach a test that knows the normal distribution
-    exactly; flagging the least likely normal logs by this statistic is that test for anomalies of
-    unknown shape (a new text value is outside it: it sees numeric features only)."""
+def exact_z(svc, records):
+    """Exact z-scores of the records' numeric features under the service's true normal
+    distribution (the generator's own log-normal, correlated, Poisson (mid-p) and Beta laws): one
+    column per feature that varies."""
     import numpy as np
     from scipy import stats
 
-    total = np.zeros(len(records))
-    z_of = {}
+    cols, z_of = [], {}
     for f in svc.features:
         if f.kind in (CHOICE, CONST):
             continue
@@ -792,8 +788,18 @@ def oracle_statistic(svc, records):
         else:  # RATIO
             u = stats.beta.cdf(v, f.a, f.b)
             z = stats.norm.ppf(np.clip(u, 1e-300, 1 - 1e-16))
-        total += z * z
-    return total
+        cols.append(z)
+    return np.stack(cols, axis=1)
+
+
+def oracle_statistic(svc, records):
+    """Sum of squared exact z-scores ([`exact_z`]) of each record's numeric features.
+
+    A detector learned from logs can only approach a test that knows the normal distribution
+    exactly; flagging the least likely normal logs by this statistic is that test for anomalies of
+    unknown shape (a new text value is outside it: it sees numeric features only)."""
+    z = exact_z(svc, records)
+    return (z * z).sum(axis=1)
 
 
 _ORACLE_CUTS = {}

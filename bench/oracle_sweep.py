@@ -8,42 +8,16 @@ the false-positive rate on the seed-0 joint_shift test stream. Run with the harn
 
     bench/.venv/bin/python bench/oracle_sweep.py   (after python3 bench/detection_eval.py created it)
 """
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import detection_eval as d  # noqa: E402
 
 BUDGETS = [0.0005, 0.001, 0.002, 0.003, 0.005]
 NORMAL_LOGS = 100_000
-
-
-def exact_z(svc, records):
-    """Columns of exact z-scores, one per numeric feature that varies."""
-    cols, z_of = [], {}
-    for f in svc.features:
-        if f.kind in (d.CHOICE, d.CONST):
-            continue
-        v = np.array([float(r["num"][f.name]) for r in records])
-        if f.kind == d.LOGN:
-            z = (np.log(np.maximum(v, 1e-9)) - math.log(f.median)) / f.sigma
-            z_of[f.name] = z
-        elif f.kind == d.CORR:
-            base = svc.by_name[f.base]
-            z = (np.log(np.maximum(v, 1e-9)) - math.log(f.median)
-                 - f.slope * base.sigma * z_of[f.base]) / f.resid
-        elif f.kind == d.POIS:
-            k = np.round(v)
-            u = stats.poisson.cdf(k - 1, f.lam) + 0.5 * stats.poisson.pmf(k, f.lam)
-            z = stats.norm.ppf(np.clip(u, 1e-300, 1 - 1e-16))
-        else:
-            z = stats.norm.ppf(np.clip(stats.beta.cdf(v, f.a, f.b), 1e-300, 1 - 1e-16))
-        cols.append(z)
-    return np.stack(cols, axis=1)
 
 
 def statistics_of(z):
@@ -64,9 +38,9 @@ def main():
     normal_stats, test_stats = {}, {}
     for s, svc in enumerate(services):
         normal = [svc.finish(svc.sample(rng)) for _ in range(NORMAL_LOGS)]
-        normal_stats[s] = statistics_of(exact_z(svc, normal))
+        normal_stats[s] = statistics_of(d.exact_z(svc, normal))
         idx = [k for k, (si, _) in enumerate(test) if si == s]
-        test_stats[s] = (idx, statistics_of(exact_z(svc, [test[k][1] for k in idx])))
+        test_stats[s] = (idx, statistics_of(d.exact_z(svc, [test[k][1] for k in idx])))
     kinds = [r["kind"] for _, r in test]
     subs = [r["sub"] for _, r in test]
     print("| statistic | budget | precision | recall | F1 | FPR |")
