@@ -9,6 +9,8 @@
 # requirements are unchanged). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/python-venv.sh
+. scripts/python-venv.sh
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv-ci}
@@ -16,21 +18,7 @@ REQUIREMENTS=helm/tests/requirements.txt
 
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "test-deploy.sh needs Python 3.11 or later")'
 
-stamp="$VENV/.requirements.sha256"
-want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "==> Creating $VENV from $REQUIREMENTS"
-    rm -rf "$VENV"
-    # Debian's python3 lacks ensurepip without python3-venv; virtualenv from PyPI works there.
-    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-        rm -rf "$VENV"
-        "$PYTHON" -m pip install --quiet --user --disable-pip-version-check virtualenv \
-            || "$PYTHON" -m pip install --quiet --user --break-system-packages --disable-pip-version-check virtualenv
-        "$PYTHON" -m virtualenv --quiet "$VENV"
-    fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$REQUIREMENTS"
-    echo "$want" >"$stamp"
-fi
+ensure_venv
 
 echo "==> hadolint Dockerfile Dockerfile.log-generator"
 "$VENV/bin/hadolint" --config .hadolint.yaml Dockerfile Dockerfile.log-generator

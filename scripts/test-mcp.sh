@@ -7,6 +7,8 @@
 # Needs only python3 (3.11+) with pip, and cargo. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/python-venv.sh
+. scripts/python-venv.sh
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv-mcp}
@@ -14,21 +16,7 @@ REQUIREMENTS=tests/mcp/requirements.txt
 
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "test-mcp.sh needs Python 3.11 or later")'
 
-stamp="$VENV/.requirements.sha256"
-want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "==> Creating $VENV from $REQUIREMENTS"
-    rm -rf "$VENV"
-    # Debian's python3 lacks ensurepip without python3-venv; virtualenv from PyPI works there.
-    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-        rm -rf "$VENV"
-        "$PYTHON" -m pip install --quiet --user --disable-pip-version-check virtualenv \
-            || "$PYTHON" -m pip install --quiet --user --break-system-packages --disable-pip-version-check virtualenv
-        "$PYTHON" -m virtualenv --quiet "$VENV"
-    fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$REQUIREMENTS"
-    echo "$want" >"$stamp"
-fi
+ensure_venv
 
 # The binary `cargo test` builds (dev-dependency features unified): after `cargo test` this is
 # already fresh, and a plain `cargo build` would rebuild it with other features.

@@ -17,6 +17,8 @@
 # SCHEMATHESIS_MAX_EXAMPLES (default 25, seed 42) bounds the fuzzing; raise it for a deeper run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/python-venv.sh
+. scripts/python-venv.sh
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv-obs}
@@ -30,20 +32,7 @@ if ! command -v promtool >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-stamp="$VENV/.requirements.sha256"
-want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "==> Creating $VENV from $REQUIREMENTS"
-    rm -rf "$VENV"
-    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-        rm -rf "$VENV"
-        "$PYTHON" -m pip install --quiet --user --disable-pip-version-check virtualenv \
-            || "$PYTHON" -m pip install --quiet --user --break-system-packages --disable-pip-version-check virtualenv
-        "$PYTHON" -m virtualenv --quiet "$VENV"
-    fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$REQUIREMENTS"
-    echo "$want" >"$stamp"
-fi
+ensure_venv
 
 if [ -z "${BINARY:-}" ]; then
     echo "==> cargo build (debug)"
