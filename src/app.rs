@@ -48,9 +48,17 @@ impl App {
                 "FEEDBACK_STORE_PATH is ignored: feedback is stored in the database in DATA_DIR."
             );
         }
-        let database = settings.database_path();
-        let store = Store::open(&database, settings.store_options())
-            .with_context(|| format!("opening the database {}", database.display()))?;
+        let store = match settings.postgres_options() {
+            Some(postgres) => Store::connect(postgres, settings.store_options())
+                .await
+                .context("connecting to PostgreSQL (DATABASE_URL)")?,
+            None => {
+                let database = settings.database_path();
+                Store::open(&database, settings.store_options())
+                    .with_context(|| format!("opening the database {}", database.display()))?
+            }
+        };
+        tracing::info!(backend = store.backend_name(), "Storage ready.");
         let settled = store
             .settle_unfinished_jobs("the service stopped before the job finished")
             .await

@@ -87,7 +87,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport
 async fn readiness(state: &AppState) -> Result<(), String> {
     let minimum = state.settings.min_free_disk_bytes;
     if minimum > 0 {
-        match state.store.free_bytes() {
+        match state.store.free_bytes().unwrap_or(Ok(u64::MAX)) {
             Ok(free) if free < minimum => {
                 return Err(format!(
                     "The disk holding DATA_DIR has {} MiB free, below MIN_FREE_DISK_BYTES ({} MiB).",

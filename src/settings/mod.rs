@@ -33,7 +33,7 @@ use crate::parse::{
 };
 use crate::server::ServerLimits;
 pub use crate::store::{DEFAULT_MAX_FEEDBACK_RECORDS, DEFAULT_MAX_RECENT_ANOMALIES};
-use crate::store::{IntegrityCheck, StoreOptions, Synchronous};
+use crate::store::{IntegrityCheck, PostgresOptions, StoreOptions, Synchronous};
 pub use crate::telemetry::LogFormat;
 
 /// Every setting of the service, typed.
@@ -116,6 +116,19 @@ pub struct Settings {
     /// Longest field name kept, in characters.
     pub max_field_name_chars: usize,
     pub store_synchronous: Synchronous,
+    /// `DATABASE_URL`: PostgreSQL shared by every replica; `None`: SQLite in `DATA_DIR`.
+    pub database_url: Option<Secret>,
+    /// `DATABASE_POOL_SIZE`: connections this replica keeps to PostgreSQL at most.
+    pub database_pool_size: usize,
+    /// `DATABASE_CONNECT_TIMEOUT_SECONDS`: connecting, and waiting for a pooled connection.
+    pub database_connect_timeout: Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_SECONDS`: the longest any statement may run.
+    pub database_statement_timeout: Duration,
+    /// `DATABASE_CA_FILE`: PEM certificates trusted beside the Mozilla roots for TLS.
+    pub database_ca_file: Option<PathBuf>,
+    /// `ALERT_DELIVERY_LEASE_SECONDS`: how long a replica's claim on an outbox row lasts
+    /// without a recorded attempt (PostgreSQL).
+    pub alert_delivery_lease: Duration,
     /// `/health` answers 503 when the disk holding DATA_DIR has less free space; 0: not checked.
     pub min_free_disk_bytes: u64,
     /// The most text (raw log, message, attributes and tags) one stored anomaly keeps.
@@ -312,6 +325,27 @@ impl Settings {
                 8,
                 1 << 16,
             ),
+            database_url: r.database_url("DATABASE_URL").map(Secret::new),
+            database_pool_size: r.ranged(
+                "DATABASE_POOL_SIZE",
+                PostgresOptions::DEFAULT_POOL_SIZE,
+                2,
+                1_000,
+            ),
+            database_connect_timeout: r.positive_seconds(
+                "DATABASE_CONNECT_TIMEOUT_SECONDS",
+                PostgresOptions::DEFAULT_CONNECT_TIMEOUT.as_secs_f64(),
+            ),
+            database_statement_timeout: r.positive_seconds(
+                "DATABASE_STATEMENT_TIMEOUT_SECONDS",
+                PostgresOptions::DEFAULT_STATEMENT_TIMEOUT.as_secs_f64(),
+            ),
+            database_ca_file: r.text("DATABASE_CA_FILE").map(PathBuf::from),
+            alert_delivery_lease: r.seconds(
+                "ALERT_DELIVERY_LEASE_SECONDS",
+                PostgresOptions::DEFAULT_DELIVERY_LEASE.as_secs(),
+                5,
+            ),
             store_synchronous: r.choice(
                 "STORE_SYNCHRONOUS",
                 Synchronous::Full,
@@ -394,6 +428,19 @@ impl Settings {
     }
 
     /// What the store needs.
+    /// How to reach PostgreSQL, when `DATABASE_URL` is set.
+    pub fn postgres_options(&self) -> Option<PostgresOptions> {
+        let url = self.database_url.as_ref()?;
+        Some(PostgresOptions {
+            url: url.expose().to_owned(),
+            pool_size: self.database_pool_size,
+            connect_timeout: self.database_connect_timeout,
+            statement_timeout: self.database_statement_timeout,
+            ca_file: self.database_ca_file.clone(),
+            delivery_lease: self.alert_delivery_lease,
+        })
+    }
+
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             max_recent_anomalies: self.max_recent_anomalies,

@@ -202,6 +202,28 @@ impl Reader<'_> {
         }
     }
 
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`, with a host); `None` when unset or
+    /// empty (the embedded SQLite database). It holds a password: a problem never shows it.
+    pub(super) fn database_url(&mut self, name: &str) -> Option<String> {
+        let raw = self.text(name)?.trim().to_owned();
+        if raw.is_empty() {
+            return None;
+        }
+        let why = if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
+            "expected postgres://user:password@host:5432/database (unset for the embedded SQLite \
+             database)"
+        } else {
+            match raw.parse::<tokio_postgres::Config>() {
+                Ok(config) if !config.get_hosts().is_empty() => return Some(raw),
+                Ok(_) => "the URL names no host",
+                Err(_) => "not a valid PostgreSQL URL",
+            }
+        };
+        self.problems
+            .push(format!("{name}: {why} (value not shown)"));
+        None
+    }
+
     /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
     pub(super) fn flag(&mut self, name: &str, default: bool) -> bool {
         self.choice(

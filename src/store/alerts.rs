@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Store, StoreError, from_json, parse_column, parse_timestamp, timestamp_text};
+use super::{Sqlite, StoreError, from_json, parse_column, parse_timestamp, timestamp_text};
 
 /// Resolved alerts kept (with their deliveries); older ones are pruned when new alerts open.
 pub const MAX_STORED_ALERTS: i64 = 10_000;
@@ -142,7 +142,7 @@ pub struct AlertFilter {
     pub firing: Option<bool>,
 }
 
-fn state_text(firing: bool) -> &'static str {
+pub(crate) fn state_text(firing: bool) -> &'static str {
     if firing { "firing" } else { "resolved" }
 }
 
@@ -167,7 +167,7 @@ fn upsert_alert(connection: &Connection, alert: &AlertRow) -> Result<(), StoreEr
     Ok(())
 }
 
-impl Store {
+impl Sqlite {
     /// The highest alert id so far (0 when there is none).
     ///
     /// # Errors

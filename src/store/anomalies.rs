@@ -8,23 +8,13 @@ use rusqlite::{Connection, Row, params};
 use tokio::sync::oneshot;
 
 use super::{
-    AnomalyOrder, AnomalyQuery, AnomalyRecord, Inner, Store, StoreError, from_json,
+    AnomalyOrder, AnomalyQuery, AnomalyRecord, Inner, Sqlite, StoreError, from_json,
     parse_timestamp, timestamp_text, to_json,
 };
 use crate::detect::DetectorKind;
 use crate::sync::lock;
 
-impl Store {
-    /// The ids [`Store::store_anomalies`] gave the records: a shorthand for the tests.
-    #[cfg(test)]
-    pub async fn insert_anomalies(
-        &self,
-        records: Vec<AnomalyRecord>,
-    ) -> Result<Vec<i64>, StoreError> {
-        let stored = self.store_anomalies(records).await?;
-        Ok(stored.into_iter().map(|record| record.id).collect())
-    }
-
+impl Sqlite {
     /// Stores one request's anomalies durably and prunes beyond the retention bound; hands the
     /// records back with their new ids, in order, once they are committed.
     ///
@@ -52,21 +42,6 @@ impl Store {
         committed.await.map_err(|_| {
             StoreError::Background("the commit of this request's anomalies was abandoned".into())
         })?
-    }
-
-    /// The anomalies `query` selects, collected (tests and small listings; the API streams them
-    /// with [`Store::scan_anomalies`]).
-    pub async fn list_anomalies(
-        &self,
-        query: AnomalyQuery,
-    ) -> Result<Vec<AnomalyRecord>, StoreError> {
-        let collected = self
-            .scan_anomalies(query, Vec::new(), |records, record| {
-                records.push(record);
-                ControlFlow::Continue(())
-            })
-            .await?;
-        Ok(collected)
     }
 
     /// Hands the anomalies `query` selects to `visit` one at a time, in order, on a blocking

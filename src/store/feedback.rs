@@ -3,11 +3,11 @@
 use rusqlite::{Connection, params};
 
 use super::{
-    FeedbackRecord, Store, StoreError, from_json, parse_column, parse_timestamp, timestamp_text,
+    FeedbackRecord, Sqlite, StoreError, from_json, parse_column, parse_timestamp, timestamp_text,
     to_json,
 };
 
-impl Store {
+impl Sqlite {
     /// Stores feedback records in one transaction, pruning the oldest beyond
     /// `MAX_FEEDBACK_RECORDS` in it; returns their ids.
     pub async fn insert_feedback(

@@ -1,5 +1,7 @@
-//! Durable embedded storage: SQLite (bundled) in WAL mode under `DATA_DIR`, one file for every
-//! table, one schema (`schema.rs`'s migrations), one [`Store`] handle.
+//! Durable storage behind one [`Store`] handle: embedded SQLite (bundled) in WAL mode under
+//! `DATA_DIR` by default, one file for every table, one schema (`schema.rs`'s migrations); or
+//! PostgreSQL (`DATABASE_URL`, the `postgres` module) for several replicas sharing one state.
+//! The rest of this page is about SQLite.
 //!
 //! A module per table family: `anomalies` (group commit, retention, queries), `feedback`,
 //! `models` (models and training jobs), `alerts` (alerts and their delivery outbox).
@@ -16,7 +18,9 @@
 mod alerts;
 mod anomalies;
 mod feedback;
+mod handle;
 mod models;
+pub mod postgres;
 mod records;
 mod schema;
 
@@ -34,7 +38,9 @@ pub use alerts::{
     AlertFilter, AlertRow, DeliveryRecord, DeliveryStatus, Enqueued, MAX_STORED_ALERTS,
     OutboxChannel, OutboxEntry, PendingDelivery,
 };
+pub use handle::Store;
 pub use models::SettledJobs;
+pub use postgres::{PostgresError, PostgresOptions};
 pub use records::{
     AnomalyOrder, AnomalyQuery, AnomalyRecord, FeedbackRecord, JobStatus, ModelRecord,
     TrainingJobRecord, UnknownJobStatus,
@@ -133,6 +139,13 @@ pub enum StoreError {
     },
     #[error("the database is closed")]
     Closed,
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] PostgresError),
+    #[error("stored {column} is not valid: {reason}")]
+    BadColumn {
+        column: &'static str,
+        reason: String,
+    },
     #[error("background task failed: {0}")]
     Background(String),
 }
@@ -158,23 +171,19 @@ impl StoreError {
                 ),
                 _ => None,
             },
+            Self::Postgres(error) if error.is_transient() => Some(
+                "The database (DATABASE_URL) is unreachable or overloaded: nothing was stored. \
+                 Retry shortly.",
+            ),
             _ => None,
         }
     }
 }
 
-/// A cheap, cloneable handle to the database.
+/// The embedded backend: one SQLite file.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Sqlite {
     inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.inner.path)
-            .finish()
-    }
 }
 
 struct Inner {
@@ -224,7 +233,7 @@ fn from_json<T: DeserializeOwned>(column: &'static str, text: &str) -> Result<T,
     serde_json::from_str(text).map_err(|source| StoreError::Corrupt { column, source })
 }
 
-impl Store {
+impl Sqlite {
     /// Opens (creating if needed) the database at `path` and migrates it.
     ///
     /// # Errors
@@ -249,10 +258,6 @@ impl Store {
                 pruned: AtomicU64::new(0),
             }),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.inner.path
     }
 
     /// Runs `work` on the writer connection on the blocking pool.

@@ -7,21 +7,21 @@ use rusqlite::{OptionalExtension, params};
 use crate::detect::models::ModelSource;
 
 use super::{
-    ModelRecord, Store, StoreError, TrainingJobRecord, from_json, parse_column, parse_timestamp,
+    ModelRecord, Sqlite, StoreError, TrainingJobRecord, from_json, parse_column, parse_timestamp,
     timestamp_text, to_json,
 };
 
 /// A stored model's source. The store is ours, but a row edited by hand or written by a newer
 /// version must not take the model down with it: the source is only a label, so an unknown one
 /// is shown as `file` (with a warning).
-fn model_source(service: &str, text: &str) -> ModelSource {
+pub(crate) fn model_source(service: &str, text: &str) -> ModelSource {
     text.parse().unwrap_or_else(|error| {
         tracing::warn!(service, %error, "Model recorded with an unknown source; shown as file.");
         ModelSource::File
     })
 }
 
-impl Store {
+impl Sqlite {
     /// Records the current model of each service of `records`, replacing their previous records,
     /// in one transaction: a training run applies all of its models or none, whenever the
     /// process stops.
