@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from typing import Any
 
 import helm_python as helm
@@ -34,12 +35,35 @@ README_VALUES: dict[str, Any] = {
     "log-generator": {"enabled": True},
 }
 EXISTING_SECRET = {"secrets": {"existingSecret": "aiops-alert-channels"}, "persistence": {"enabled": True, "existingClaim": "aiops-data"}}
+# Several replicas on PostgreSQL: the URL in the chart's Secret, a private CA, the log generator.
+DATABASE_URL = "postgres://aioops:DBPASSWORD-s3cret@db.example.org:5432/aioops?sslmode=require"
+POSTGRES: dict[str, Any] = {
+    "replicaCount": 3,
+    "secrets": {"DATABASE_URL": DATABASE_URL, "API_TOKEN": "APITOKENSECRET-0123456789abcdef"},
+    "database": {"caSecret": {"name": "rds-ca", "key": "global-bundle.pem"}},
+    "env": {"DATABASE_POOL_SIZE": "10", "DATABASE_STATEMENT_TIMEOUT_SECONDS": "5"},
+    "logGenerator": {"enabled": True},
+}
+# The URL in an existing Secret, and an autoscaler.
+POSTGRES_EXISTING_SECRET_HPA: dict[str, Any] = {
+    "secrets": {"existingSecret": "aiops-db"},
+    "database": {"urlFromExistingSecret": True},
+    "autoscaling": {
+        "enabled": True,
+        "minReplicas": 2,
+        "maxReplicas": 6,
+        "targetCPUUtilizationPercentage": 70,
+        "targetMemoryUtilizationPercentage": 85,
+    },
+}
 VALUE_SETS = {
     "default": None,
     "all-on": ALL_ON,
     "original-values-file": load_values_file("original-values.yaml"),
     "original-readme": README_VALUES,
     "existing-secret-and-claim": EXISTING_SECRET,
+    "postgres-replicas": POSTGRES,
+    "postgres-existing-secret-hpa": POSTGRES_EXISTING_SECRET_HPA,
 }
 
 
@@ -50,7 +74,7 @@ def container(pod_spec: dict[str, Any], name: str) -> dict[str, Any]:
 # --- lint and schema -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", ["default", "all-on"])
+@pytest.mark.parametrize("values", ["default", "all-on", "postgres-replicas", "postgres-existing-secret-hpa"])
 def test_chart_lints_clean_in_strict_mode(values):
     report = helm.lint(CHART_DIR, VALUE_SETS[values], strict=True, namespace=NAMESPACE, kube_version="v" + KUBE_VERSIONS[-1])
     problems = [m for m in report["messages"] if m["severity"] >= 2]
@@ -87,6 +111,12 @@ BAD_VALUES = [
     ({"mcp": {"hosts": []}}, "/mcp"),
     ({"resources": {"limits": {"memory": "a lot"}}}, "/resources/limits/memory"),
     ({"logGeneratorEnabled": True}, "logGeneratorEnabled"),
+    ({"env": {"DATABASE_URL": DATABASE_URL}}, "/env/DATABASE_URL"),
+    ({"secrets": {"DATABASE_URL": "mysql://db.example.org/aioops"}}, "/secrets/DATABASE_URL"),
+    ({"database": {"url": DATABASE_URL}}, "/database"),
+    ({"database": {"caSecret": {"name": "rds-ca", "key": "certs/ca.pem"}}}, "/database/caSecret/key"),
+    ({"podDisruptionBudget": {"minAvailable": "50"}}, "/podDisruptionBudget/minAvailable"),
+    ({"podDisruptionBudget": {"maxUnavailable": -1}}, "/podDisruptionBudget/maxUnavailable"),
 ]
 
 
@@ -102,9 +132,85 @@ def test_rendering_enforces_the_schema_too(chart):
         chart.render({"replicaCount": 3}, name=RELEASE, namespace=NAMESPACE)
 
 
-def test_autoscaling_is_refused_with_a_reason(chart):
-    with pytest.raises(helm.HelmRenderError, match="single replica"):
-        chart.render({"autoscaling": {"enabled": True}}, name=RELEASE, namespace=NAMESPACE)
+@pytest.fixture(scope="module")
+def schemaless_chart(tmp_path_factory):
+    """The chart without values.schema.json, as `helm install --skip-schema-validation` renders it:
+    the templates' own checks must still refuse what the schema refuses."""
+    copy = tmp_path_factory.mktemp("chart") / CHART_DIR.name
+    shutil.copytree(CHART_DIR, copy)
+    (copy / "values.schema.json").unlink()
+    with helm.Chart.load(copy) as loaded:
+        yield loaded
+
+
+WITH_URL: dict[str, Any] = {"secrets": {"DATABASE_URL": DATABASE_URL}}
+
+# Values one replica on SQLite cannot honour: what the schema names, and the template's reason.
+REFUSED = [
+    pytest.param({"replicaCount": 2}, ["/secrets/DATABASE_URL", "/database/urlFromExistingSecret", "/replicaCount"], "replicaCount=2: without a database URL", id="replicas-without-url"),
+    pytest.param({"autoscaling": {"enabled": True}}, ["/secrets/DATABASE_URL", "/autoscaling/enabled"], "runs as a single replica", id="autoscaling-without-url"),
+    pytest.param({"autoscaling": {"enabled": True, "maxReplicas": 5}}, ["/secrets/DATABASE_URL", "/autoscaling/enabled"], "single replica", id="autoscaling-to-5-without-url"),
+    pytest.param(
+        {"replicaCount": 2, "secrets": {"existingSecret": "aiops-secrets"}},
+        ["/database/urlFromExistingSecret"],
+        "database.urlFromExistingSecret=true",
+        id="replicas-with-existing-secret-not-said-to-hold-the-url",
+    ),
+    pytest.param(
+        {"replicaCount": 2, "secrets": {"DATABASE_URL": DATABASE_URL}, "persistence": {"enabled": True}},
+        ["/persistence/enabled"],
+        "a ReadWriteOnce claim for DATA_DIR cannot be shared",
+        id="replicas-with-persistence",
+    ),
+    pytest.param(
+        {"autoscaling": {"enabled": True, "maxReplicas": 4}, "secrets": {"DATABASE_URL": DATABASE_URL}, "persistence": {"enabled": True, "existingClaim": "aiops-data"}},
+        ["/persistence/enabled"],
+        "up to 4 replicas",
+        id="autoscaling-with-persistence",
+    ),
+    pytest.param({"env": {"DATABASE_URL": DATABASE_URL}}, ["/env/DATABASE_URL"], "env.DATABASE_URL: the database URL is a credential", id="url-in-env"),
+    pytest.param({"database": {"urlFromExistingSecret": True}}, ["/secrets/existingSecret"], "secrets.existingSecret, which is empty", id="url-from-no-secret"),
+    pytest.param(
+        {"secrets": {"existingSecret": "aiops-secrets", "DATABASE_URL": DATABASE_URL}},
+        ["/secrets/DATABASE_URL"],
+        "the chart creates no Secret to hold it",
+        id="url-beside-existing-secret",
+    ),
+]
+
+
+@pytest.mark.parametrize("values, where, _reason", REFUSED)
+def test_schema_refuses_what_one_sqlite_replica_cannot_honour(chart, values, where, _reason):
+    with pytest.raises(helm.HelmValuesError) as error:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    for path in where:
+        assert path in str(error.value), path
+
+
+@pytest.mark.parametrize("values, _where, reason", REFUSED)
+def test_templates_refuse_it_too_with_the_reason(schemaless_chart, values, _where, reason):
+    with pytest.raises(helm.HelmRenderError) as error:
+        schemaless_chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    assert reason in str(error.value)
+    if "DATABASE_URL" in values.get("secrets", {}) or "DATABASE_URL" in values.get("env", {}):
+        assert DATABASE_URL not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "values, reason",
+    [
+        # What the schema cannot compare, or does not know.
+        ({**WITH_URL, "autoscaling": {"enabled": True, "minReplicas": 4, "maxReplicas": 2}}, "autoscaling.maxReplicas (2) is below autoscaling.minReplicas (4)"),
+        ({**WITH_URL, "autoscaling": {"enabled": True, "minReplicas": 0, "maxReplicas": 2}}, "autoscaling.minReplicas must be at least 1"),
+        ({"database": {"caSecret": {"name": "rds-ca"}}}, "database.caSecret is set but the pods get no database URL"),
+        ({**WITH_URL, "replicaCount": 2, "podDisruptionBudget": {"minAvailable": None}}, "set minAvailable or maxUnavailable"),
+    ],
+    ids=["max-below-min", "min-zero", "ca-without-url", "pdb-without-bound"],
+)
+def test_templates_refuse_inconsistent_database_settings(chart, values, reason):
+    with pytest.raises(helm.HelmRenderError) as error:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    assert reason in str(error.value)
 
 
 # --- what gets rendered ----------------------------------------------------------------------------
@@ -518,3 +624,184 @@ def test_notes_give_the_mcp_url_and_warn_without_a_token(render):
     assert "no API_TOKEN is set" in open_notes
     assert "no API_TOKEN is set" not in render(ALL_ON).notes
     assert "no API_TOKEN is set" not in render(EXISTING_SECRET).notes
+
+
+# --- several replicas on PostgreSQL ----------------------------------------------------------------
+
+
+def server_of(rendered) -> dict[str, Any]:
+    return container(rendered.one("Deployment")["spec"]["template"]["spec"], "server")
+
+
+def volumes_of(rendered) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in rendered.one("Deployment")["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_several_replicas_on_postgres_share_the_database_and_roll(render):
+    rendered = render(POSTGRES)
+    deployment = rendered.one("Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    # New pods become ready before old ones stop: nothing in DATA_DIR is owned by one pod.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+    }
+    assert rendered.all("PersistentVolumeClaim") == []
+    assert "emptyDir" in volumes_of(rendered)["data"]
+    assert "HorizontalPodAutoscaler" not in rendered.kinds()
+    assert "lost whenever the pod restarts" not in rendered.notes
+    assert "stored in PostgreSQL" in rendered.notes
+    # 3 replicas, 4 during a rollout (maxSurge 25 % rounds up), DATABASE_POOL_SIZE=10 each.
+    assert "3 replica(s), 4 during a rolling update" in rendered.notes
+    assert "need up to 40 connections" in rendered.notes
+
+
+def test_the_database_url_is_stored_in_the_secret_and_required_by_the_pod(render):
+    rendered = render(POSTGRES)
+    secret = rendered.one("Secret")
+    stored = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert stored["DATABASE_URL"] == DATABASE_URL
+    ref = env_of(server_of(rendered))["DATABASE_URL"]["secretKeyRef"]
+    # Not optional: a missing key keeps the pod from starting instead of giving it a SQLite of its own.
+    assert ref == {"name": secret["metadata"]["name"], "key": "DATABASE_URL", "optional": False}
+    # The log generator has no use for it.
+    assert "DATABASE_URL" not in env_of(job_container(rendered))
+
+
+@pytest.mark.parametrize("values", [POSTGRES, {**POSTGRES, "replicaCount": 1}], ids=["3-replicas", "1-replica"])
+def test_the_database_url_never_appears_outside_the_secret(render, values):
+    rendered = render(values)
+    password = "DBPASSWORD-s3cret"
+    for doc in rendered.docs:
+        if doc["kind"] != "Secret":
+            assert password not in repr(doc), doc["kind"]
+    assert password not in rendered.notes
+    assert "DATABASE_URL" not in rendered.one("ConfigMap")["data"]
+    for c in (server_of(rendered), job_container(rendered)):
+        for entry in c.get("env", []):
+            assert "value" not in entry or entry["name"] != "DATABASE_URL", entry
+            assert "value" not in entry or password not in entry["value"], entry
+    # The tuning settings are plain settings.
+    data = rendered.one("ConfigMap")["data"]
+    assert data["DATABASE_POOL_SIZE"] == "10"
+    assert data["DATABASE_STATEMENT_TIMEOUT_SECONDS"] == "5"
+
+
+def test_the_database_url_can_come_from_an_existing_secret(render):
+    values = {"replicaCount": 2, "secrets": {"existingSecret": "aiops-db"}, "database": {"urlFromExistingSecret": True}}
+    rendered = render(values)
+    assert rendered.all("Secret") == []
+    assert rendered.one("Deployment")["spec"]["replicas"] == 2
+    ref = env_of(server_of(rendered))["DATABASE_URL"]["secretKeyRef"]
+    assert ref == {"name": "aiops-db", "key": "DATABASE_URL", "optional": False}
+    assert rendered.one("PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert 'DATABASE_URL from Secret "aiops-db"' in rendered.notes
+
+
+def test_an_existing_secret_not_said_to_hold_the_url_keeps_sqlite(render):
+    rendered = render(EXISTING_SECRET)
+    assert "DATABASE_URL" not in env_of(server_of(rendered))
+    assert rendered.one("Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert rendered.all("PodDisruptionBudget") == []
+
+
+def test_one_replica_on_postgres_rolls_and_needs_no_budget(render):
+    rendered = render({"secrets": {"DATABASE_URL": DATABASE_URL}})
+    assert rendered.one("Deployment")["spec"]["replicas"] == 1
+    assert rendered.one("Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+    # A budget over one pod would block every node drain.
+    assert rendered.all("PodDisruptionBudget") == []
+
+
+def test_one_replica_on_postgres_with_a_claim_still_recreates(render):
+    # A ReadWriteOnce claim attaches to one node: the old pod must let go before the new one mounts it.
+    rendered = render({"secrets": {"DATABASE_URL": DATABASE_URL}, "persistence": {"enabled": True}})
+    assert rendered.one("Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert len(rendered.all("PersistentVolumeClaim")) == 1
+
+
+def test_the_pod_disruption_budget_selects_the_server_pods(render):
+    rendered = render(POSTGRES)
+    pdb = rendered.one("PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["minAvailable"] == 1
+    assert "maxUnavailable" not in pdb["spec"]
+    selector = pdb["spec"]["selector"]["matchLabels"]
+    pod_labels = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    job_labels = rendered.one("Job")["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    assert not selector.items() <= job_labels.items()
+
+
+@pytest.mark.parametrize(
+    "budget, spec",
+    [
+        ({"minAvailable": 2}, {"minAvailable": 2}),
+        ({"minAvailable": "50%"}, {"minAvailable": "50%"}),
+        ({"maxUnavailable": 1}, {"maxUnavailable": 1}),
+        ({"maxUnavailable": "25%"}, {"maxUnavailable": "25%"}),
+    ],
+    ids=["min-2", "min-50%", "max-1", "max-25%"],
+)
+def test_the_pod_disruption_budget_is_configurable(render, budget, spec):
+    rendered = render({**POSTGRES, "podDisruptionBudget": budget})
+    pdb = rendered.one("PodDisruptionBudget")
+    assert {k: v for k, v in pdb["spec"].items() if k != "selector"} == spec
+    for kube_version in KUBE_VERSIONS:
+        kubernetes_validate.validate(pdb, kube_version, strict=True)
+
+
+def test_the_pod_disruption_budget_can_be_turned_off(render):
+    assert render({**POSTGRES, "podDisruptionBudget": {"enabled": False}}).all("PodDisruptionBudget") == []
+
+
+def test_a_private_ca_is_mounted_read_only_and_named_by_database_ca_file(render):
+    rendered = render(POSTGRES)
+    server = server_of(rendered)
+    mounts = {m["name"]: m for m in server["volumeMounts"]}
+    assert mounts["database-ca"]["readOnly"] is True
+    ca_dir = mounts["database-ca"]["mountPath"]
+    # Only DATA_DIR and /tmp stay writable.
+    assert {m["mountPath"] for m in server["volumeMounts"] if not m.get("readOnly")} == {"/data", "/tmp"}
+    volume = volumes_of(rendered)["database-ca"]["secret"]
+    assert volume["secretName"] == "rds-ca"
+    assert volume["items"] == [{"key": "global-bundle.pem", "path": "global-bundle.pem"}]
+    assert rendered.one("ConfigMap")["data"]["DATABASE_CA_FILE"] == f"{ca_dir}/global-bundle.pem"
+
+
+def test_without_a_ca_secret_nothing_is_mounted(render):
+    rendered = render({"secrets": {"DATABASE_URL": DATABASE_URL}})
+    assert "database-ca" not in volumes_of(rendered)
+    assert "DATABASE_CA_FILE" not in rendered.one("ConfigMap")["data"]
+    key_defaulted = render({**WITH_URL, "database": {"caSecret": {"name": "cloudsql-ca"}}})
+    assert key_defaulted.one("ConfigMap")["data"]["DATABASE_CA_FILE"].endswith("/ca.crt")
+
+
+def test_autoscaling_on_postgres_renders_a_cpu_autoscaler(render):
+    rendered = render(POSTGRES_EXISTING_SECRET_HPA)
+    hpa = rendered.one("HorizontalPodAutoscaler")
+    deployment = rendered.one("Deployment")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    targets = {m["resource"]["name"]: m["resource"]["target"] for m in hpa["spec"]["metrics"]}
+    assert targets == {
+        "cpu": {"type": "Utilization", "averageUtilization": 70},
+        "memory": {"type": "Utilization", "averageUtilization": 85},
+    }
+    # The autoscaler owns the replica count: an upgrade must not reset it.
+    assert "replicas" not in deployment["spec"]
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    # minReplicas 2: a budget keeps one of them up.
+    assert rendered.one("PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    # 6 replicas, 8 during a rollout, 8 connections each (the default pool).
+    assert "6 replica(s), 8 during a rolling update" in rendered.notes
+    assert "need up to 64 connections" in rendered.notes
+
+
+def test_an_autoscaler_down_to_one_pod_gets_no_budget(render):
+    rendered = render({**WITH_URL, "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 4}})
+    assert len(rendered.all("HorizontalPodAutoscaler")) == 1
+    assert rendered.all("PodDisruptionBudget") == []
+    metrics = rendered.one("HorizontalPodAutoscaler")["spec"]["metrics"]
+    assert [m["resource"]["name"] for m in metrics] == ["cpu"]

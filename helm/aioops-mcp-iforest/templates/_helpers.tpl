@@ -56,7 +56,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The secret values to store, as a dict: secrets.X wins over env.X; empty values and the original's
-placeholders are left out.
+placeholders are left out. DATABASE_URL comes from secrets.DATABASE_URL only (env.DATABASE_URL is
+refused by aioops.checks).
 */}}
 {{- define "aioops.secretData" -}}
 {{- $data := dict }}
@@ -69,6 +70,7 @@ placeholders are left out.
 {{- $_ := set $data $key $value }}
 {{- end }}
 {{- end }}
+{{- with .Values.secrets }}{{- with get . "DATABASE_URL" }}{{- $_ := set $data "DATABASE_URL" (toString .) }}{{- end }}{{- end }}
 {{- toJson $data }}
 {{- end }}
 
@@ -101,7 +103,7 @@ placeholders are left out.
 {{/* The settings for the ConfigMap: env without the secrets, plus what the chart must set. */}}
 {{- define "aioops.config" -}}
 {{- $config := dict }}
-{{- $secretKeys := include "aioops.secretKeys" . | fromJsonArray }}
+{{- $secretKeys := append (include "aioops.secretKeys" . | fromJsonArray) "DATABASE_URL" }}
 {{- range $key, $value := .Values.env }}
 {{- if and (not (has $key $secretKeys)) (not (kindIs "invalid" $value)) }}
 {{- $_ := set $config $key (toString $value) }}
@@ -119,7 +121,101 @@ placeholders are left out.
 {{- if and (not (get $config "MCP_ALLOWED_ORIGINS")) .Values.mcp.allowedOrigins }}
 {{- $_ := set $config "MCP_ALLOWED_ORIGINS" (join "," .Values.mcp.allowedOrigins) }}
 {{- end }}
+{{- with include "aioops.databaseCaFile" . }}
+{{- $_ := set $config "DATABASE_CA_FILE" . }}
+{{- end }}
 {{- toJson $config }}
+{{- end }}
+
+{{/*
+"true" when the pods get a PostgreSQL URL: secrets.DATABASE_URL (stored in the chart's Secret), or
+the DATABASE_URL key of secrets.existingSecret when database.urlFromExistingSecret says it is there.
+Empty: the embedded SQLite database under DATA_DIR, one replica.
+*/}}
+{{- define "aioops.databaseUrlGiven" -}}
+{{- if .Values.secrets.existingSecret }}
+{{- if (.Values.database).urlFromExistingSecret }}true{{- end }}
+{{- else if (.Values.secrets).DATABASE_URL }}true
+{{- end }}
+{{- end }}
+
+{{/* Where the CA bundle of database.caSecret is mounted. */}}
+{{- define "aioops.databaseCaDir" -}}
+/etc/aioops/database-ca
+{{- end }}
+
+{{/* DATABASE_CA_FILE: the mounted key of database.caSecret, or empty. */}}
+{{- define "aioops.databaseCaFile" -}}
+{{- with ((.Values.database).caSecret) }}
+{{- if .name }}
+{{- printf "%s/%s" (include "aioops.databaseCaDir" $) (default "ca.crt" .key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pods the server may run at once: replicaCount, or autoscaling.maxReplicas when autoscaling is on.
+*/}}
+{{- define "aioops.maxPods" -}}
+{{- if .Values.autoscaling.enabled }}
+{{- int .Values.autoscaling.maxReplicas }}
+{{- else }}
+{{- int .Values.replicaCount }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pods that always run: replicaCount, or autoscaling.minReplicas when autoscaling is on. A
+PodDisruptionBudget is rendered only when this is more than 1.
+*/}}
+{{- define "aioops.minPods" -}}
+{{- if .Values.autoscaling.enabled }}
+{{- int .Values.autoscaling.minReplicas }}
+{{- else }}
+{{- int .Values.replicaCount }}
+{{- end }}
+{{- end }}
+
+{{/*
+The rules values.schema.json states, again with the reason, for what the schema cannot see (or a
+render with --skip-schema-validation): several replicas need a database URL, the URL is a secret,
+a ReadWriteOnce claim is not shared.
+*/}}
+{{- define "aioops.checks" -}}
+{{- $db := include "aioops.databaseUrlGiven" . }}
+{{- $how := "set secrets.DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/DB?sslmode=require, or put DATABASE_URL in secrets.existingSecret and set database.urlFromExistingSecret=true (docs/kubernetes.md, section Several replicas on PostgreSQL)" }}
+{{- with .Values.env }}
+{{- if and (hasKey . "DATABASE_URL") (not (kindIs "invalid" (index . "DATABASE_URL"))) }}
+{{- fail "env.DATABASE_URL: the database URL is a credential and env goes into a ConfigMap; give it as secrets.DATABASE_URL (stored in the chart's Secret), or as the DATABASE_URL key of secrets.existingSecret with database.urlFromExistingSecret=true." }}
+{{- end }}
+{{- end }}
+{{- if and (.Values.database).urlFromExistingSecret (not .Values.secrets.existingSecret) }}
+{{- fail "database.urlFromExistingSecret=true reads DATABASE_URL from secrets.existingSecret, which is empty: name the Secret that holds it, or give the URL as secrets.DATABASE_URL instead." }}
+{{- end }}
+{{- if and .Values.secrets.existingSecret .Values.secrets.DATABASE_URL }}
+{{- fail "secrets.DATABASE_URL is set together with secrets.existingSecret, so the chart creates no Secret to hold it: put DATABASE_URL in that Secret and set database.urlFromExistingSecret=true, or drop secrets.existingSecret." }}
+{{- end }}
+{{- if and (((.Values.database).caSecret).name) (not $db) }}
+{{- fail (printf "database.caSecret is set but the pods get no database URL: %s." $how) }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (not $db) }}
+{{- fail (printf "autoscaling.enabled: without a database URL the service keeps its state (anomalies, feedback, models) in one pod's SQLite database, so it runs as a single replica; leave autoscaling off, or use PostgreSQL: %s." $how) }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not $db) }}
+{{- fail (printf "replicaCount=%d: without a database URL the service keeps its state (anomalies, feedback, models) in one pod's SQLite database, so it runs as a single replica and each further one would learn and answer from a state of its own; keep replicaCount at 0 or 1, or use PostgreSQL: %s." (int .Values.replicaCount) $how) }}
+{{- end }}
+{{- if .Values.autoscaling.enabled }}
+{{- if lt (int .Values.autoscaling.minReplicas) 1 }}
+{{- fail "autoscaling.minReplicas must be at least 1 when autoscaling is enabled." }}
+{{- end }}
+{{- if lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas) }}
+{{- fail (printf "autoscaling.maxReplicas (%d) is below autoscaling.minReplicas (%d)." (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
+{{- end }}
+{{- end }}
+{{- $maxPods := include "aioops.maxPods" . | int }}
+{{- if and .Values.persistence.enabled (gt $maxPods 1) }}
+{{- fail (printf "persistence.enabled with up to %d replicas: a ReadWriteOnce claim for DATA_DIR cannot be shared by several pods, and with PostgreSQL DATA_DIR keeps nothing that must survive (models are stored in the database); set persistence.enabled=false, DATA_DIR is then an emptyDir." $maxPods) }}
+{{- end }}
 {{- end }}
 
 {{/*
