@@ -213,7 +213,8 @@ impl Reader<'_> {
             "expected postgres://user:password@host:5432/database (unset for the embedded SQLite \
              database)"
         } else {
-            match raw.parse::<tokio_postgres::Config>() {
+            let (url, _) = crate::store::postgres::certificate_check(&raw);
+            match url.parse::<tokio_postgres::Config>() {
                 Ok(config) if !config.get_hosts().is_empty() => return Some(raw),
                 Ok(_) => "the URL names no host",
                 Err(_) => "not a valid PostgreSQL URL",

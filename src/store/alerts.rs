@@ -492,7 +492,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::store::testing::open;
+    use crate::store::testing::{TestBackend, on_each_backend};
 
     /// A stand-in for the alert module's record: the store keeps whatever document it is given.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -543,10 +543,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn notifications_are_queued_per_channel_in_order_and_bounded() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir, 100);
+    on_each_backend! {
+    async fn notifications_are_queued_per_channel_in_order_and_bounded(backend: TestBackend) {
+        let store = backend.open(100).await;
         let channels = vec![CONSOLE, SLACK];
         let first = store
             .record_alerts(vec![], vec![entry(1, true, 1)], channels.clone(), 1)
@@ -612,11 +611,11 @@ mod tests {
             store.list_alerts(firing).await.expect("lists");
         assert!(listed.is_empty());
     }
+    }
 
-    #[tokio::test]
-    async fn an_older_revision_never_replaces_a_newer_one() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir, 100);
+    on_each_backend! {
+    async fn an_older_revision_never_replaces_a_newer_one(backend: TestBackend) {
+        let store = backend.open(100).await;
         store
             .record_alerts(vec![], vec![entry(4, false, 2)], vec![CONSOLE], 10)
             .await
@@ -630,11 +629,11 @@ mod tests {
         assert!(firing.is_empty());
         assert_eq!(store.max_alert_id().await.expect("reads"), 4);
     }
+    }
 
-    #[tokio::test]
-    async fn a_document_of_another_shape_is_reported_corrupt() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir, 100);
+    on_each_backend! {
+    async fn a_document_of_another_shape_is_reported_corrupt(backend: TestBackend) {
+        let store = backend.open(100).await;
         store
             .record_alerts(vec![row(1, true, 1)], vec![], vec![], 10)
             .await
@@ -654,11 +653,11 @@ mod tests {
             "{error}"
         );
     }
+    }
 
-    #[tokio::test]
-    async fn pending_deliveries_of_removed_channels_are_marked_failed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir, 100);
+    on_each_backend! {
+    async fn pending_deliveries_of_removed_channels_are_marked_failed(backend: TestBackend) {
+        let store = backend.open(100).await;
         store
             .record_alerts(
                 vec![],
@@ -702,6 +701,7 @@ mod tests {
                 .expect("again")
                 .is_empty()
         );
+    }
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub struct Store {
 }
 
 #[derive(Clone)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite(Sqlite),
     Postgres(Arc<Postgres>),
 }
@@ -68,6 +68,11 @@ impl Store {
         Ok(Self {
             backend: Backend::Postgres(Arc::new(Postgres::connect(postgres, options).await?)),
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn backend_for_tests(&self) -> &Backend {
+        &self.backend
     }
 
     /// `sqlite` or `postgresql`.

@@ -463,6 +463,66 @@ pub(crate) mod testing {
         }
     }
 
+    /// A storage test, run once on SQLite and once on PostgreSQL (a schema of its own on the
+    /// server the README's test command starts).
+    macro_rules! on_each_backend {
+        (async fn $name:ident($backend:ident: TestBackend) $body:block) => {
+            mod $name {
+                use super::*;
+
+                async fn run($backend: TestBackend) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    run(TestBackend::sqlite()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    run(TestBackend::postgres().await).await;
+                }
+            }
+        };
+    }
+    pub(crate) use on_each_backend;
+
+    /// Where a test's store lives: a temporary SQLite file, or a fresh PostgreSQL schema.
+    pub(crate) struct TestBackend {
+        dir: tempfile::TempDir,
+        postgres_url: Option<String>,
+    }
+
+    impl TestBackend {
+        pub(crate) fn sqlite() -> Self {
+            Self {
+                dir: tempfile::tempdir().expect("tempdir"),
+                postgres_url: None,
+            }
+        }
+
+        pub(crate) async fn postgres() -> Self {
+            Self {
+                dir: tempfile::tempdir().expect("tempdir"),
+                postgres_url: Some(crate::store::postgres::testing::fresh_schema().await),
+            }
+        }
+
+        /// Opens the store (again: a second call sees what the first one stored).
+        pub(crate) async fn open(&self, keep: usize) -> Store {
+            let options = StoreOptions {
+                max_recent_anomalies: keep,
+                synchronous: Synchronous::Normal,
+                ..StoreOptions::default()
+            };
+            match &self.postgres_url {
+                None => open(&self.dir, keep),
+                Some(url) => Store::connect(PostgresOptions::new(url.clone()), options)
+                    .await
+                    .expect("connect to PostgreSQL"),
+            }
+        }
+    }
+
     pub(crate) fn open(dir: &tempfile::TempDir, keep: usize) -> Store {
         Store::open(
             &dir.path().join("test.db"),
@@ -481,14 +541,13 @@ mod tests {
     use chrono::DateTime;
     use serde_json::json;
 
-    use super::testing::{anomaly, open};
+    use super::testing::{TestBackend, anomaly, on_each_backend, open};
     use super::*;
     use crate::detect::DetectorKind;
 
-    #[tokio::test]
-    async fn everything_survives_reopening() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir, 100);
+    on_each_backend! {
+    async fn everything_survives_reopening(backend: TestBackend) {
+        let store = backend.open(100).await;
         store
             .insert_anomalies(vec![anomaly("web", 1, None, DetectorKind::Rule)])
             .await
@@ -544,7 +603,7 @@ mod tests {
             Err(StoreError::Closed)
         ));
 
-        let store = open(&dir, 100);
+        let store = backend.open(100).await;
         assert_eq!(store.count_anomalies().await.expect("count"), 1);
         let stored = store.feedback_for_service("web").await.expect("feedback");
         assert_eq!(stored.len(), 1);
@@ -583,11 +642,11 @@ mod tests {
         assert_eq!(failed.status, JobStatus::Failed);
         assert_eq!(store.get_training_job("nope").await.expect("job"), None);
     }
+    }
 
-    #[tokio::test]
-    async fn a_job_whose_models_were_recorded_is_settled_as_succeeded() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir, 100);
+    on_each_backend! {
+    async fn a_job_whose_models_were_recorded_is_settled_as_succeeded(backend: TestBackend) {
+        let store = backend.open(100).await;
         let created_at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
         for job_id in ["applied", "cut-short"] {
             let job = TrainingJobRecord {
@@ -633,6 +692,7 @@ mod tests {
         let cut_short = store.get_training_job("cut-short").await.expect("read");
         assert_eq!(status(cut_short), JobStatus::Failed);
         assert_eq!(store.list_models().await.expect("models").len(), 2);
+    }
     }
 
     #[tokio::test]

@@ -60,7 +60,9 @@ impl Postgres {
         let now = Utc::now();
         let mut enqueued = Vec::new();
         let mut opened = false;
-        let alerts = changed.iter().chain(entries.iter().map(|entry| &entry.alert));
+        let alerts = changed
+            .iter()
+            .chain(entries.iter().map(|entry| &entry.alert));
         for alert in alerts {
             transaction
                 .execute(

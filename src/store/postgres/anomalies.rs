@@ -38,7 +38,7 @@ impl Postgres {
             let client = self.client().await?;
             client
                 .query(
-                    "SELECT nextval('anomalies_id_seq') FROM generate_series(1, $1)",
+                    "SELECT nextval('anomalies_id_seq') FROM generate_series(1::bigint, $1::bigint)",
                     &[&bigint(records.len())],
                 )
                 .await?

@@ -4,8 +4,10 @@
 //! timeout, and the pool a short wait and connect timeout, so that an unreachable server turns
 //! into a 503 (`StoreError::unavailable_reason`) within seconds rather than a hung request.
 //! Migrations run at start-up under a session advisory lock, so replicas starting together
-//! migrate one at a time. TLS follows the URL's `sslmode` (`disable`, `prefer`, `require`),
-//! verified against the Mozilla roots plus `DATABASE_CA_FILE`.
+//! migrate one at a time. TLS follows the URL's `sslmode` as libpq does: `disable`; `prefer`
+//! (the default) and `require` encrypt without checking the certificate; `verify-ca` and
+//! `verify-full` verify it (chain and host name) against the Mozilla roots plus
+//! `DATABASE_CA_FILE`.
 //!
 //! What differs from SQLite, and why:
 //! - Anomaly ids come from a sequence, taken before the insert: a request's ids ascend, and an
@@ -72,7 +74,7 @@ impl PostgresOptions {
 /// Why PostgreSQL could not serve: a driver error, or no connection to be had in time.
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
-    #[error(transparent)]
+    #[error("{}", with_causes(.0))]
     Driver(#[from] tokio_postgres::Error),
     #[error("no database connection within the connect timeout ({0})")]
     Pool(String),
@@ -80,6 +82,19 @@ pub enum PostgresError {
     Url(String),
     #[error("DATABASE_CA_FILE {path}: {reason}")]
     CaFile { path: PathBuf, reason: String },
+}
+
+/// The driver's message followed by its causes: "error performing TLS handshake" alone does not
+/// say that the certificate's issuer is unknown.
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 impl PostgresError {
@@ -148,8 +163,8 @@ impl Postgres {
         postgres: PostgresOptions,
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = postgres
-            .url
+        let (url, verify) = certificate_check(&postgres.url);
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|error: tokio_postgres::Error| PostgresError::Url(error.to_string()))?;
         if config.get_hosts().is_empty() {
@@ -176,7 +191,7 @@ impl Postgres {
         let manager = if config.get_ssl_mode() == SslMode::Disable {
             Manager::from_config(config, tokio_postgres::NoTls, manager_config)
         } else {
-            let tls = tls_connector(postgres.ca_file.as_deref())?;
+            let tls = tls_connector(verify, postgres.ca_file.as_deref())?;
             Manager::from_config(config, tls, manager_config)
         };
         let pool = Pool::builder(manager)
@@ -237,10 +252,36 @@ impl Postgres {
     }
 }
 
-/// rustls with the Mozilla roots and the certificates of `ca_file`.
+/// Whether the URL asks for the server's certificate to be verified (`sslmode=verify-ca` or
+/// `verify-full`, which the driver does not know: they become `require` for it), and the URL
+/// it is given.
+pub(crate) fn certificate_check(url: &str) -> (String, bool) {
+    for mode in ["sslmode=verify-full", "sslmode=verify-ca"] {
+        if url.contains(mode) {
+            return (url.replace(mode, "sslmode=require"), true);
+        }
+    }
+    (url.to_owned(), false)
+}
+
+/// TLS as libpq does it: `prefer` and `require` encrypt without checking who the server is;
+/// `verify-ca` and `verify-full` (both checked in full: chain and host name) verify against the
+/// Mozilla roots and the certificates of `DATABASE_CA_FILE`.
 fn tls_connector(
+    verify: bool,
     ca_file: Option<&std::path::Path>,
 ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| PostgresError::Url(error.to_string()))?;
+    if !verify {
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth();
+        return Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config));
+    }
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
 
@@ -265,13 +306,59 @@ fn tls_connector(
             return Err(ca_error("holds no PEM certificate".into()).into());
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| PostgresError::Url(error.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = builder.with_root_certificates(roots).with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// `sslmode=prefer`/`require`: the handshake's signatures are checked, the certificate's issuer
+/// and names are not (libpq's meaning of those modes; self-signed server certificates are the
+/// norm there).
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &rustls::pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            certificate,
+            signature,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &rustls::pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            certificate,
+            signature,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// A `usize` bound as a `BIGINT` parameter.
@@ -282,8 +369,6 @@ fn bigint(value: usize) -> i64 {
 #[cfg(test)]
 pub(crate) mod testing {
     //! A PostgreSQL schema of its own for each test, on the server the test command provides.
-
-    use super::*;
 
     /// `TEST_DATABASE_URL`, or the local server the README's test command starts.
     pub(crate) fn server_url() -> String {
@@ -310,5 +395,65 @@ pub(crate) mod testing {
             .expect("create schema");
         let separator = if url.contains('?') { '&' } else { '?' };
         format!("{url}{separator}options=-csearch_path%3D{schema}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::handle::Backend;
+
+    async fn connect(url: String) -> Result<crate::store::Store, StoreError> {
+        crate::store::Store::connect(PostgresOptions::new(url), StoreOptions::default()).await
+    }
+
+    #[tokio::test]
+    async fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
+        let url = testing::fresh_schema().await;
+        let encrypted = connect(format!("{url}&sslmode=require"))
+            .await
+            .unwrap_or_else(|error| {
+                panic!("require: encrypted, not checked (as libpq): {error:?}")
+            });
+        let Backend::Postgres(postgres) = &encrypted.backend_for_tests() else {
+            panic!("a PostgreSQL store");
+        };
+        let client = postgres.client().await.expect("connection");
+        let ssl: bool = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("pg_stat_ssl")
+            .get(0);
+        assert!(ssl, "the connection is encrypted");
+        // The local server's certificate is self-signed: verification refuses it.
+        let error = connect(format!("{url}&sslmode=verify-full"))
+            .await
+            .expect_err("an unknown issuer");
+        assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_quick_unavailable_error() {
+        let mut options = PostgresOptions::new("postgres://nobody@127.0.0.1:1/none");
+        options.connect_timeout = Duration::from_millis(500);
+        let error = crate::store::Store::connect(options, StoreOptions::default())
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(error.is_unavailable(), "{error}");
+    }
+
+    #[test]
+    fn verify_modes_become_require_for_the_driver() {
+        assert_eq!(
+            certificate_check("postgres://h/d?sslmode=verify-full&x=1"),
+            ("postgres://h/d?sslmode=require&x=1".to_owned(), true)
+        );
+        assert_eq!(
+            certificate_check("postgres://h/d?sslmode=require"),
+            ("postgres://h/d?sslmode=require".to_owned(), false)
+        );
     }
 }

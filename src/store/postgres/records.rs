@@ -255,7 +255,7 @@ impl Postgres {
         let applied = transaction
             .execute(
                 "UPDATE training_jobs SET status = 'succeeded', finished_at = $1, detail = $2 \
-                 WHERE status IN ('queued', 'running') AND created_at < $1 - interval '1 day' \
+                 WHERE status IN ('queued', 'running') AND created_at < $1::timestamptz - interval '1 day' \
                  AND job_id IN (SELECT job_id FROM models WHERE job_id IS NOT NULL)",
                 &[&now, &applied],
             )
@@ -263,7 +263,7 @@ impl Postgres {
         let failed = transaction
             .execute(
                 "UPDATE training_jobs SET status = 'failed', finished_at = $1, detail = $2 \
-                 WHERE status IN ('queued', 'running') AND created_at < $1 - interval '1 day'",
+                 WHERE status IN ('queued', 'running') AND created_at < $1::timestamptz - interval '1 day'",
                 &[&now, &failed],
             )
             .await?;

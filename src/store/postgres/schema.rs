@@ -110,7 +110,7 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// The session advisory lock migrations are applied under (an arbitrary constant: "aioops" in
 /// ASCII).
-const MIGRATION_LOCK: i64 = 0x0061_696f_6f70_73;
+const MIGRATION_LOCK: i64 = 0x0000_6169_6f6f_7073;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], each step in its own transaction, while holding
 /// a session advisory lock: replicas that start together wait for each other here.
@@ -144,11 +144,17 @@ async fn apply(client: &mut deadpool_postgres::Client) -> Result<(), StoreError>
             supported: SCHEMA_VERSION.unsigned_abs(),
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found.unsigned_abs() as usize) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(found.unsigned_abs() as usize)
+    {
         let version = index as i32 + 1;
         let transaction = client.transaction().await?;
         transaction.batch_execute(sql).await?;
-        transaction.execute("DELETE FROM schema_version", &[]).await?;
+        transaction
+            .execute("DELETE FROM schema_version", &[])
+            .await?;
         transaction
             .execute(
                 "INSERT INTO schema_version (version) VALUES ($1)",
