@@ -56,9 +56,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::rate::RateRules;
 pub use crate::alert::window::RateContext;
+pub use crate::alert::window::Traffic;
 use crate::alert::window::{
-    Entry, RateWindow, Traffic, bucket_of, bucket_width, densest, entry_cap, minus, reason_note,
-    window_of,
+    Entry, RateWindow, bucket_of, bucket_width, densest, entry_cap, minus, reason_note, window_of,
 };
 use crate::detect::{DetectorKind, Verdict};
 
@@ -196,6 +196,33 @@ impl ServiceState {
     }
 }
 
+/// One service's traffic in one bucket of a shipped batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShippedTraffic {
+    pub service: String,
+    pub bucket: i64,
+    pub traffic: Traffic,
+    pub width: i64,
+}
+
+/// An anomaly of a shipped batch, its verdict cut to what the tracker reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShippedAnomaly {
+    pub service: String,
+    pub logged_at: Option<DateTime<Utc>>,
+    pub verdict: Verdict,
+}
+
+/// A batch one replica judged, as the replica that tracks rates for all of them counts it
+/// (several replicas on PostgreSQL: `alert::shared`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShippedBatch {
+    /// When the batch arrived, on the clock of the replica that judged it.
+    pub arrival: DateTime<Utc>,
+    pub traffic: Vec<ShippedTraffic>,
+    pub anomalies: Vec<ShippedAnomaly>,
+}
+
 /// One judged log as the tracker counts it: every log toward its service's traffic, anomalies
 /// toward its bursts too.
 #[derive(Debug, Clone, Copy)]
@@ -280,9 +307,106 @@ impl Tracker {
         self.observe(&[event], now).pop()
     }
 
-    /// Counts a batch of judged logs arriving `now`: every log toward its service's traffic,
-    /// then each anomaly toward a burst. Returns the transitions, in order.
+    /// Counts a batch of judged logs arriving `now`: every log toward its service's traffic, then
+    /// each anomaly toward a burst. Returns the transitions, in order.
     pub fn observe(&mut self, logs: &[JudgedEvent<'_>], now: DateTime<Utc>) -> Vec<Transition> {
+        let sums = self.traffic_sums(logs, now);
+        let anomalies: Vec<JudgedEvent<'_>> = logs
+            .iter()
+            .filter(|log| log.verdict.is_anomaly())
+            .copied()
+            .collect();
+        self.apply(&sums, &anomalies, now)
+    }
+
+    /// A batch as the replica that tracks rates for all of them counts it
+    /// ([`Tracker::observe_shipped`]): its traffic summed per service and bucket, and its
+    /// anomalies with the part of their verdict the tracker reads. Changes nothing here.
+    pub fn ship(&self, logs: &[JudgedEvent<'_>], now: DateTime<Utc>) -> ShippedBatch {
+        let traffic = self
+            .traffic_sums(logs, now)
+            .into_iter()
+            .map(|(service, bucket, traffic, width)| ShippedTraffic {
+                service: service.to_owned(),
+                bucket,
+                traffic,
+                width,
+            })
+            .collect();
+        let anomalies = logs
+            .iter()
+            .filter(|log| log.verdict.is_anomaly())
+            .map(|log| ShippedAnomaly {
+                service: log.service.to_owned(),
+                logged_at: log.logged_at,
+                verdict: Verdict {
+                    score: log.verdict.score,
+                    violations: log.verdict.violations.iter().take(1).cloned().collect(),
+                    detector: log.verdict.detector,
+                    reasons: log.verdict.reasons.iter().take(1).cloned().collect(),
+                    model_share: log.verdict.model_share,
+                },
+            })
+            .collect();
+        ShippedBatch {
+            arrival: now,
+            traffic,
+            anomalies,
+        }
+    }
+
+    /// Counts a batch another replica judged ([`Tracker::ship`]), as [`Tracker::observe`] would
+    /// have counted it there.
+    pub fn observe_shipped(&mut self, batch: &ShippedBatch) -> Vec<Transition> {
+        let sums: Vec<(&str, i64, Traffic, i64)> = batch
+            .traffic
+            .iter()
+            .map(|sum| (sum.service.as_str(), sum.bucket, sum.traffic, sum.width))
+            .collect();
+        let anomalies: Vec<JudgedEvent<'_>> = batch
+            .anomalies
+            .iter()
+            .map(|anomaly| JudgedEvent {
+                service: &anomaly.service,
+                logged_at: anomaly.logged_at,
+                verdict: &anomaly.verdict,
+            })
+            .collect();
+        self.apply(&sums, &anomalies, batch.arrival)
+    }
+
+    /// After a replay of the batches an earlier tracker counted ([`Tracker::observe_shipped`],
+    /// transitions discarded): the alerts the store says are firing are the firing ones, with
+    /// their ids and counts; a service the replay left firing without one is quiet.
+    pub fn reconcile(&mut self, firing: Vec<AlertRecord>, now: DateTime<Utc>) {
+        for state in self.services.values_mut() {
+            state.firing = None;
+        }
+        for alert in firing {
+            self.next_id = self.next_id.max(alert.id.saturating_add(1));
+            let state = self
+                .services
+                .entry(alert.service.clone())
+                .or_insert_with(|| ServiceState::new(now));
+            state.firing = Some(Firing {
+                alert,
+                last_hot_at: now,
+                dirty: false,
+            });
+        }
+    }
+
+    /// New alerts get ids above `id`.
+    pub fn ids_after(&mut self, id: i64) {
+        self.next_id = self.next_id.max(id.saturating_add(1));
+    }
+
+    /// Every log's traffic, summed per service and bucket of its event time.
+    fn traffic_sums<'a>(
+        &self,
+        logs: &[JudgedEvent<'a>],
+        now: DateTime<Utc>,
+    ) -> Vec<(&'a str, i64, Traffic, i64)> {
         // Traffic first, summed per service and bucket, so that a burst is judged against the
         // whole batch it came in. A batch holds few services: small vectors beat maps here.
         let mut sums: Vec<(&str, i64, Traffic, i64)> = Vec::new();
@@ -314,7 +438,17 @@ impl Tracker {
                 }
             }
         }
-        for (service, bucket, traffic, width) in &sums {
+        sums
+    }
+
+    /// Counts summed traffic, then each anomaly toward a burst.
+    fn apply(
+        &mut self,
+        sums: &[(&str, i64, Traffic, i64)],
+        anomalies: &[JudgedEvent<'_>],
+        now: DateTime<Utc>,
+    ) -> Vec<Transition> {
+        for (service, bucket, traffic, width) in sums {
             if let Some(state) = self.state_for(service, now) {
                 let learn_usual = state.firing.is_none();
                 state
@@ -326,8 +460,7 @@ impl Tracker {
         }
         // The reasons of the whole batch before any burst is judged: its traffic is all in, so
         // the top reason must speak for the same anomalies.
-        let anomalies = || logs.iter().filter(|log| log.verdict.is_anomaly());
-        for log in anomalies() {
+        for log in anomalies {
             let event = log.logged_at.unwrap_or(now);
             if !self.is_late(event, now)
                 && let Some(state) = self.services.get_mut(log.service)
@@ -336,7 +469,7 @@ impl Tracker {
             }
         }
         let mut transitions = Vec::new();
-        for log in anomalies() {
+        for log in anomalies {
             transitions.extend(self.record_anomaly(log, now));
         }
         transitions

@@ -19,11 +19,12 @@ pub mod channel;
 pub mod lifecycle;
 pub mod rate;
 pub mod retry;
+mod shared;
 mod window;
 mod worker;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,7 +37,8 @@ use tokio::task::JoinHandle;
 
 use crate::alert::channel::{Channel, Notification, log_to_console};
 use crate::alert::lifecycle::{
-    AlertRecord, AlertState, JudgedEvent, Tracker, TrackerLimits, Transition, TransitionKind,
+    AlertRecord, AlertState, JudgedEvent, ShippedBatch, Tracker, TrackerLimits, Transition,
+    TransitionKind,
 };
 use crate::alert::rate::RateRules;
 use crate::alert::retry::RetryPolicy;
@@ -63,6 +65,10 @@ struct AlertCounters {
     resolved: AtomicU64,
     store_errors: AtomicU64,
     lost: AtomicU64,
+    /// Anomalies stored but not shared with the rate leader (PostgreSQL unreachable).
+    uncounted: AtomicU64,
+    /// Times this replica became the rate leader.
+    leaderships: AtomicU64,
 }
 
 /// What alerting needs from the settings (`Settings::alert_config`).
@@ -130,6 +136,12 @@ struct ChannelHandle {
 
 struct Inner {
     tracker: Mutex<Tracker>,
+    rules: RateRules,
+    limits: TrackerLimits,
+    /// Shared store: traffic without anomalies waiting for the next flush.
+    pending_traffic: Mutex<Option<ShippedBatch>>,
+    /// Shared store: whether this replica counts the rates of all of them right now.
+    leading: AtomicBool,
     store: Store,
     /// Every channel's name, console first.
     channel_names: Vec<&'static str>,
@@ -167,20 +179,24 @@ impl AlertSystem {
     /// The database cannot be read, or the HTTP client cannot be built.
     pub async fn start(config: AlertConfig, store: Store) -> anyhow::Result<Self> {
         let next_id = store.max_alert_id().await.context("reading alerts")? + 1;
-        let mut tracker = Tracker::new(config.rules, config.limits, next_id);
+        let shared = store.is_shared();
+        let mut tracker = Tracker::new(config.rules.clone(), config.limits, next_id);
         let now = Utc::now();
         let firing: Vec<AlertRecord> = store
             .firing_alerts()
             .await
             .context("reading firing alerts")?;
-        if !firing.is_empty() {
+        if !firing.is_empty() && !shared {
             tracing::info!(
                 alerts = firing.len(),
                 "Alerts firing at the last shutdown are tracked again."
             );
         }
-        for alert in firing {
-            tracker.restore(alert, now);
+        // With a shared store, the rate leader tracks them (`shared`).
+        if !shared {
+            for alert in firing {
+                tracker.restore(alert, now);
+            }
         }
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -230,6 +246,10 @@ impl AlertSystem {
         let system = Self {
             inner: Arc::new(Inner {
                 tracker: Mutex::new(tracker),
+                rules: config.rules,
+                limits: config.limits,
+                pending_traffic: Mutex::new(None),
+                leading: AtomicBool::new(false),
                 store,
                 channel_names,
                 channels,
@@ -243,6 +263,10 @@ impl AlertSystem {
             }),
         };
         let ticking = system.clone();
+        if shared {
+            *lock(&system.inner.ticker) = Some(tokio::spawn(ticking.lead_when_possible()));
+            return Ok(system);
+        }
         *lock(&system.inner.ticker) = Some(tokio::spawn(async move {
             let mut interval = tokio::time::interval(TICK);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -276,12 +300,29 @@ impl AlertSystem {
     /// Counts a batch of judged logs that arrived together at `now`: each toward its service's
     /// traffic, the anomalies toward its bursts (see [`lifecycle`]). Never waits: a resulting
     /// notification is stored and sent by other tasks.
-    pub fn observe<'a>(&self, logs: impl IntoIterator<Item = JudgedEvent<'a>>, now: DateTime<Utc>) {
+    ///
+    /// With a shared store (several replicas on PostgreSQL) the batch is shared with the replica
+    /// that counts everyone's rates instead (`shared`); a batch with anomalies is stored before
+    /// this returns.
+    pub async fn observe<'a>(
+        &self,
+        logs: impl IntoIterator<Item = JudgedEvent<'a>>,
+        now: DateTime<Utc>,
+    ) {
         let logs: Vec<JudgedEvent<'a>> = logs.into_iter().collect();
         if logs.is_empty() {
             return;
         }
         let counted = logs.iter().filter(|log| log.verdict.is_anomaly()).count() as u64;
+        if self.inner.store.is_shared() {
+            let batch = lock(&self.inner.tracker).ship(&logs, now);
+            self.inner
+                .counters
+                .anomalies
+                .fetch_add(counted, Ordering::Relaxed);
+            self.share(batch).await;
+            return;
+        }
         let transitions = lock(&self.inner.tracker).observe(&logs, now);
         self.inner
             .counters
@@ -481,6 +522,9 @@ impl AlertSystem {
             "resolved": load(&counters.resolved),
             "store_errors": load(&counters.store_errors),
             "notifications_lost": load(&counters.lost),
+            "rate_leader": self.inner.leading.load(Ordering::Relaxed),
+            "leaderships": load(&counters.leaderships),
+            "anomalies_not_shared": load(&counters.uncounted),
             "channels": channels,
         }))
     }
@@ -539,6 +583,8 @@ impl AlertSystem {
             ticker.abort();
             let _ = ticker.await;
         }
+        // Traffic merged for the rate leader is shared before the store closes.
+        self.flush_traffic().await;
         let deadline = tokio::time::Instant::now() + self.inner.shutdown_timeout;
         // Counts of firing alerts are stored, resolutions due are sent.
         self.tick(Utc::now()).await;

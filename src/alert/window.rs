@@ -103,8 +103,8 @@ const MAX_REASON_NOTES: usize = 32;
 const MAX_REASON_CHARS: usize = 160;
 
 /// Logs and anomalies of one service in one bucket (or summed over a window).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(super) struct Traffic {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Traffic {
     judged: u64,
     scored: u64,
     /// The scoring models' flag shares summed: the model anomalies their budget explains.

@@ -201,9 +201,21 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (status, Json(ErrorBody { detail })).into_response()
+        let mut response = (status, Json(ErrorBody { detail })).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Storage that cannot serve now (locked, unreachable, a full disk) usually can soon.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
+
+/// `Retry-After` on a 503: long enough for a failover or a lock to pass, short enough that a
+/// shipper's buffer does not fill.
+const RETRY_AFTER_SECONDS: &str = "2";
 
 #[cfg(test)]
 mod tests {
@@ -216,6 +228,17 @@ mod tests {
             .await
             .expect("body");
         (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    #[test]
+    fn an_unavailable_store_is_a_503_with_retry_after() {
+        let error = ApiError::Unavailable {
+            detail: "The database is unreachable.",
+            cause: "connection refused".into(),
+        };
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "2");
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ impl DetectorKind {
 }
 
 /// The judgement on one log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Verdict {
     /// The model's decision score, when the service has a model.
     pub score: Option<f64>,

@@ -124,14 +124,16 @@ impl IngestService {
         // service's traffic and the anomalies toward its bursts, with each log's own timestamp
         // and the arrival time (alert::lifecycle explains why both).
         let alerting = Instant::now();
-        self.alerts.observe(
-            outcome.judged.iter().map(|log| JudgedEvent {
-                service: log.raw.service.as_str(),
-                logged_at: log.parsed.timestamp,
-                verdict: &log.verdict,
-            }),
-            Utc::now(),
-        );
+        self.alerts
+            .observe(
+                outcome.judged.iter().map(|log| JudgedEvent {
+                    service: log.raw.service.as_str(),
+                    logged_at: log.parsed.timestamp,
+                    verdict: &log.verdict,
+                }),
+                Utc::now(),
+            )
+            .await;
         let metrics = &self.pipeline.metrics;
         metrics.observe_stage(Stage::Alert, alerting.elapsed());
         let learning = Instant::now();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::postgres::{Postgres, PostgresOptions};
+use super::postgres::{Postgres, PostgresOptions, RateLeader};
 use super::{
     AlertFilter, AlertRow, AnomalyQuery, AnomalyRecord, DeliveryRecord, DeliveryStatus, Enqueued,
     FeedbackRecord, ModelRecord, OutboxChannel, OutboxEntry, PendingDelivery, SettledJobs, Sqlite,
@@ -303,6 +303,28 @@ impl Store {
         T: DeserializeOwned + Send + 'static,
     {
         dispatch!(self.list_alerts(filter))
+    }
+
+    /// Shares one judged batch (`alert::shared`'s JSON) with the replica that counts rates for
+    /// all of them. Only a shared store has other replicas: on SQLite this does nothing.
+    pub async fn share_alert_batch(
+        &self,
+        arrival: chrono::DateTime<chrono::Utc>,
+        payload: String,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(backend) => backend.share_alert_batch(arrival, payload).await,
+        }
+    }
+
+    /// Rate leadership for this replica, if no other holds it; always `None` on SQLite (one
+    /// process counts its own rates).
+    pub async fn try_lead(&self) -> Result<Option<RateLeader>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(backend) => backend.try_lead().await,
+        }
     }
 
     /// Outbox rows per channel and status.

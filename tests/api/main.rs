@@ -20,6 +20,7 @@ mod limits;
 mod mcp;
 mod metrics;
 mod otlp;
+mod replicas;
 mod simulator;
 mod simulator_e2e;
 mod storage;

@@ -48,97 +48,8 @@ impl Postgres {
     ) -> Result<Vec<Enqueued>, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
-        let upsert = transaction
-            .prepare_cached(
-                "INSERT INTO alerts (id, service, fingerprint, state, revision, started_at, record) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
-                 revision = excluded.revision, record = excluded.record \
-                 WHERE excluded.revision >= alerts.revision",
-            )
-            .await?;
-        let now = Utc::now();
-        let mut enqueued = Vec::new();
-        let mut opened = false;
-        let alerts = changed
-            .iter()
-            .chain(entries.iter().map(|entry| &entry.alert));
-        for alert in alerts {
-            transaction
-                .execute(
-                    &upsert,
-                    &[
-                        &alert.id,
-                        &nul_free(&alert.service),
-                        &nul_free(&alert.fingerprint),
-                        &state_text(alert.firing),
-                        &i64::try_from(alert.revision).unwrap_or(i64::MAX),
-                        &alert.started_at,
-                        &alert.document,
-                    ],
-                )
-                .await?;
-        }
-        for entry in &entries {
-            opened |= entry.opens_alert;
-            for channel in &channels {
-                let status = if channel.delivered_on_store {
-                    DeliveryStatus::Delivered
-                } else {
-                    let pending: i64 = transaction
-                        .query_one(
-                            "SELECT COUNT(*) FROM alert_outbox \
-                             WHERE channel = $1 AND status = 'pending'",
-                            &[&channel.name],
-                        )
-                        .await?
-                        .try_get(0)?;
-                    if usize::try_from(pending).unwrap_or(usize::MAX) >= capacity {
-                        DeliveryStatus::Dropped
-                    } else {
-                        DeliveryStatus::Pending
-                    }
-                };
-                let last_error = (status == DeliveryStatus::Dropped)
-                    .then_some("queue full (ALERT_QUEUE_CAPACITY)");
-                transaction
-                    .execute(
-                        "INSERT INTO alert_outbox (alert_id, channel, event, status, last_error, \
-                         notification, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                        &[
-                            &entry.alert.id,
-                            &channel.name,
-                            &entry.event,
-                            &status.as_str(),
-                            &last_error,
-                            &entry.notification,
-                            &now,
-                        ],
-                    )
-                    .await?;
-                enqueued.push(Enqueued {
-                    channel: channel.name,
-                    status,
-                });
-            }
-        }
-        if opened {
-            transaction
-                .execute(
-                    "DELETE FROM alerts WHERE state = 'resolved' AND id <= \
-                     (SELECT id FROM alerts ORDER BY id DESC LIMIT 1 OFFSET $1)",
-                    &[&MAX_STORED_ALERTS],
-                )
-                .await?;
-            transaction
-                .execute(
-                    "DELETE FROM alert_outbox WHERE status <> 'pending' \
-                     AND NOT EXISTS (SELECT 1 FROM alerts WHERE alerts.id = alert_outbox.alert_id)",
-                    &[],
-                )
-                .await?;
-        }
+        let enqueued =
+            record_alerts_in(&transaction, &changed, &entries, &channels, capacity).await?;
         transaction.commit().await?;
         Ok(enqueued)
     }
@@ -327,4 +238,107 @@ impl Postgres {
         }
         Ok(counts)
     }
+}
+
+/// Stores the alerts and queues the notifications of [`Postgres::record_alerts`] in the caller's
+/// transaction (the rate leader commits them with the events they came from).
+pub(super) async fn record_alerts_in(
+    transaction: &tokio_postgres::Transaction<'_>,
+    changed: &[AlertRow],
+    entries: &[OutboxEntry],
+    channels: &[OutboxChannel],
+    capacity: usize,
+) -> Result<Vec<Enqueued>, StoreError> {
+    let upsert = transaction
+        .prepare(
+            "INSERT INTO alerts (id, service, fingerprint, state, revision, started_at, record) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
+             revision = excluded.revision, record = excluded.record \
+             WHERE excluded.revision >= alerts.revision",
+        )
+        .await?;
+    let now = Utc::now();
+    let mut enqueued = Vec::new();
+    let mut opened = false;
+    let alerts = changed
+        .iter()
+        .chain(entries.iter().map(|entry| &entry.alert));
+    for alert in alerts {
+        transaction
+            .execute(
+                &upsert,
+                &[
+                    &alert.id,
+                    &nul_free(&alert.service),
+                    &nul_free(&alert.fingerprint),
+                    &state_text(alert.firing),
+                    &i64::try_from(alert.revision).unwrap_or(i64::MAX),
+                    &alert.started_at,
+                    &alert.document,
+                ],
+            )
+            .await?;
+    }
+    for entry in entries {
+        opened |= entry.opens_alert;
+        for channel in channels {
+            let status = if channel.delivered_on_store {
+                DeliveryStatus::Delivered
+            } else {
+                let pending: i64 = transaction
+                    .query_one(
+                        "SELECT COUNT(*) FROM alert_outbox \
+                         WHERE channel = $1 AND status = 'pending'",
+                        &[&channel.name],
+                    )
+                    .await?
+                    .try_get(0)?;
+                if usize::try_from(pending).unwrap_or(usize::MAX) >= capacity {
+                    DeliveryStatus::Dropped
+                } else {
+                    DeliveryStatus::Pending
+                }
+            };
+            let last_error =
+                (status == DeliveryStatus::Dropped).then_some("queue full (ALERT_QUEUE_CAPACITY)");
+            transaction
+                .execute(
+                    "INSERT INTO alert_outbox (alert_id, channel, event, status, last_error, \
+                     notification, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                    &[
+                        &entry.alert.id,
+                        &channel.name,
+                        &entry.event,
+                        &status.as_str(),
+                        &last_error,
+                        &entry.notification,
+                        &now,
+                    ],
+                )
+                .await?;
+            enqueued.push(Enqueued {
+                channel: channel.name,
+                status,
+            });
+        }
+    }
+    if opened {
+        transaction
+            .execute(
+                "DELETE FROM alerts WHERE state = 'resolved' AND id <= \
+                 (SELECT id FROM alerts ORDER BY id DESC LIMIT 1 OFFSET $1)",
+                &[&MAX_STORED_ALERTS],
+            )
+            .await?;
+        transaction
+            .execute(
+                "DELETE FROM alert_outbox WHERE status <> 'pending' \
+                 AND NOT EXISTS (SELECT 1 FROM alerts WHERE alerts.id = alert_outbox.alert_id)",
+                &[],
+            )
+            .await?;
+    }
+    Ok(enqueued)
 }

@@ -20,8 +20,11 @@
 
 mod alerts;
 mod anomalies;
+mod leader;
 mod records;
 mod schema;
+
+pub use leader::{RateLeader, SharedBatch};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -150,6 +153,9 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 
 pub(crate) struct Postgres {
     pool: Pool,
+    /// For the connections that live outside the pool (the rate leader's).
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     options: StoreOptions,
     delivery_lease: Duration,
     /// Who holds an outbox lease: this process, for the logs and a human reading the table.
@@ -188,11 +194,14 @@ impl Postgres {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = if config.get_ssl_mode() == SslMode::Disable {
-            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        let tls = if config.get_ssl_mode() == SslMode::Disable {
+            None
         } else {
-            let tls = tls_connector(verify, postgres.ca_file.as_deref())?;
-            Manager::from_config(config, tls, manager_config)
+            Some(tls_connector(verify, postgres.ca_file.as_deref())?)
+        };
+        let manager = match &tls {
+            None => Manager::from_config(config.clone(), tokio_postgres::NoTls, manager_config),
+            Some(tls) => Manager::from_config(config.clone(), tls.clone(), manager_config),
         };
         let pool = Pool::builder(manager)
             .max_size(postgres.pool_size.max(2))
@@ -206,6 +215,8 @@ impl Postgres {
             .map_err(|error| PostgresError::Pool(error.to_string()))?;
         let store = Self {
             pool,
+            config,
+            tls,
             options,
             delivery_lease: postgres.delivery_lease,
             instance: format!(
@@ -219,6 +230,26 @@ impl Postgres {
         let mut client = store.client().await?;
         schema::migrate(&mut client).await?;
         Ok(store)
+    }
+
+    /// A connection of its own, outside the pool, whose driver task runs until it is dropped.
+    async fn dedicated_connection(&self) -> Result<tokio_postgres::Client, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let client = match &self.tls {
+            None => {
+                let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                client
+            }
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                tokio::spawn(connection);
+                client
+            }
+        };
+        Ok(client)
     }
 
     /// A pooled connection, or [`StoreError::Closed`] once the store is shut down.
@@ -373,7 +404,7 @@ pub(crate) mod testing {
     /// `TEST_DATABASE_URL`, or the local server the README's test command starts.
     pub(crate) fn server_url() -> String {
         std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+            .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".to_owned())
     }
 
     /// A fresh, empty schema; the URL that makes it every connection's search path.

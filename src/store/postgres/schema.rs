@@ -7,7 +7,8 @@ use crate::store::StoreError;
 /// wrote them (nothing queries inside them). Raw logs are `bytea`: PostgreSQL's text cannot hold
 /// NUL, which a log line may. `timestamp_ms` orders anomalies exactly as SQLite
 /// does (milliseconds, then id), so both backends list the same records in the same order.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -103,7 +104,20 @@ CREATE TABLE alert_outbox (
 );
 CREATE INDEX alert_outbox_queue ON alert_outbox (channel, status, id);
 CREATE INDEX alert_outbox_alert ON alert_outbox (alert_id);
-"#];
+"#,
+    // What each replica judged, for the one replica that counts rates for all of them
+    // (`alert::shared`); consumed rows stay one alert window, for a new leader to replay.
+    r#"
+CREATE TABLE alert_events (
+    id       BIGSERIAL PRIMARY KEY,
+    arrival  TIMESTAMPTZ NOT NULL,
+    consumed BOOLEAN NOT NULL DEFAULT FALSE,
+    payload  TEXT NOT NULL
+);
+CREATE INDEX alert_events_pending ON alert_events (id) WHERE NOT consumed;
+CREATE INDEX alert_events_arrival ON alert_events (arrival);
+"#,
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
