@@ -130,6 +130,12 @@ impl App {
         if let Some(interval) = settings.retrain_interval {
             background.push(tokio::spawn(Arc::clone(&learner).run_periodic(interval)));
         }
+        if store.is_shared() {
+            background.push(tokio::spawn(follow_shared_models(
+                Arc::clone(&learner),
+                settings.model_sync_interval,
+            )));
+        }
         let ingest = IngestService::new(
             pipeline.clone(),
             alerts.clone(),
@@ -345,6 +351,24 @@ mod tests {
         ] {
             let host: IpAddr = exposed.parse().expect("an address");
             assert!(reachable_beyond_this_host(host), "{exposed}");
+        }
+    }
+}
+
+/// Loads the models other replicas publish, every `interval`, for as long as the service runs.
+async fn follow_shared_models(learner: Arc<Learner>, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticks.tick().await;
+        match learner.sync_shared_models().await {
+            Ok(_) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "Cannot read the models other replicas published; retrying.");
+            }
+            Err(_) => {}
         }
     }
 }

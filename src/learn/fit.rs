@@ -90,7 +90,9 @@ impl Learner {
         }
         let offset = artifact.forest.offset();
         baseline.set_forest_cut(training_scores.iter().map(|s| s - offset).collect());
-        let trained_at = Utc::now();
+        // Microseconds, as the store keeps it: every replica, and this one after a restart, shows
+        // the same instant.
+        let trained_at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
         artifact
             .metadata
             .insert("service".to_owned(), service.to_owned());

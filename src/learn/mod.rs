@@ -49,7 +49,7 @@ use crate::learn::sample::ServiceSample;
 use crate::learn::tracked::TrackedServices;
 use crate::metrics::Metrics;
 use crate::parse::Parser;
-use crate::store::{FeedbackRecord, Store, StoreError};
+use crate::store::{FeedbackRecord, Store, StoreError, TrainingLock};
 use crate::sync::lock;
 use crate::telemetry::spawn_blocking_in_span;
 
@@ -134,6 +134,8 @@ pub struct Learner {
     /// The job queued or running, if any.
     active_job: Mutex<Option<String>>,
     auto_in_flight: Mutex<HashSet<String>>,
+    /// Shared store: the version of each service's model this replica serves.
+    shared_versions: Mutex<HashMap<String, i64>>,
     last_trained: Mutex<Option<DateTime<Utc>>>,
     untracked_logs: AtomicU64,
     warned_untracked: AtomicBool,
@@ -163,6 +165,7 @@ impl Learner {
             training: tokio::sync::Mutex::new(()),
             active_job: Mutex::new(None),
             auto_in_flight: Mutex::new(HashSet::new()),
+            shared_versions: Mutex::new(HashMap::new()),
             last_trained: Mutex::new(None),
             untracked_logs: AtomicU64::new(0),
             warned_untracked: AtomicBool::new(false),
@@ -281,6 +284,11 @@ impl Learner {
                     // here (a service without a common feature would spin); the next log
                     // offers it again, as before.
                     loop {
+                        // One replica fits a service at a time; the others load its model.
+                        let Some(_turn) = learner.automatic_fit_turn(&service).await else {
+                            lock(&learner.auto_in_flight).remove(&service);
+                            break;
+                        };
                         let published = learner
                             .refit_from_reservoir(&service, ModelSource::Auto)
                             .await;
@@ -339,6 +347,31 @@ impl Learner {
                 model.source == ModelSource::Auto
                     && fitted_on < capacity
                     && held >= fitted_on.max(1).saturating_mul(2).min(capacity)
+            }
+        }
+    }
+
+    /// The right to fit `service` automatically now: `None` when another replica is fitting it,
+    /// or has just published a model that leaves this one no reason to. A store that cannot
+    /// say does not stop the fit.
+    async fn automatic_fit_turn(&self, service: &str) -> Option<TrainingLock> {
+        if !self.store.is_shared() {
+            return Some(TrainingLock::unshared());
+        }
+        match self.store.try_lock_training(service).await {
+            Ok(Some(turn)) => {
+                if let Err(error) = self.sync_shared_models().await {
+                    tracing::warn!(%error, "Cannot read the models other replicas published.");
+                }
+                let held = lock(&self.reservoirs)
+                    .get(service)
+                    .map_or(0, ServiceSample::len);
+                self.wants_automatic_fit(service, held).then_some(turn)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, service, "Cannot take the training lock; fitting anyway.");
+                Some(TrainingLock::unshared())
             }
         }
     }

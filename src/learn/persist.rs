@@ -61,6 +61,25 @@ impl Learner {
             })
             .collect();
         let recorded = match saved {
+            // With a shared store the files' bytes go with the records: the other replicas load
+            // the models from there (`sync_shared_models`).
+            Ok(()) if self.store.is_shared() => {
+                let services: Vec<String> = records.iter().map(|r| r.service.clone()).collect();
+                let with_bytes = records
+                    .into_iter()
+                    .zip(models.iter().map(|model| model.artifact.to_bytes()))
+                    .collect();
+                match self.store.record_models_with_artifacts(with_bytes).await {
+                    Ok(versions) => {
+                        let mut known = lock(&self.shared_versions);
+                        for (service, version) in services.into_iter().zip(versions) {
+                            known.insert(service, version);
+                        }
+                        Ok(())
+                    }
+                    Err(error) => Err(LearnError::Record(error)),
+                }
+            }
             Ok(()) => self
                 .store
                 .record_models(records)
@@ -138,7 +157,14 @@ impl Learner {
     /// Loads the models recorded in the store, then `MODEL_PATH`. A file that cannot be loaded is
     /// logged and its service falls back to rules until retrained; start-up goes on.
     pub async fn load_models(&self, model_path: Option<&Path>) -> Result<usize, StoreError> {
-        let records = self.store.list_models().await?;
+        // A shared store holds the models themselves; the files on this replica's disk are
+        // only its own copies.
+        let records = if self.store.is_shared() {
+            self.sync_shared_models().await?;
+            Vec::new()
+        } else {
+            self.store.list_models().await?
+        };
         let mut loaded = Vec::new();
         let mut referenced: Vec<PathBuf> = model_path.iter().map(|p| p.to_path_buf()).collect();
         referenced.extend(records.iter().map(|record| self.resolve(&record.path)));
@@ -190,11 +216,81 @@ impl Learner {
                 }
             }
         }
-        let count = loaded.len();
+        let count = loaded.len() + lock(&self.shared_versions).len();
         if let Some(newest) = loaded.iter().map(|m| m.trained_at).max() {
             *lock(&self.last_trained) = Some(newest);
         }
         self.detector.models.replace_all(loaded);
+        Ok(count)
+    }
+}
+
+impl Learner {
+    /// Loads the models other replicas published since this one last looked (a shared store;
+    /// nothing on SQLite), so that every replica judges a log with the same model. Returns how
+    /// many it loaded. A model whose bytes cannot be read is logged and skipped.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn sync_shared_models(&self) -> Result<usize, StoreError> {
+        let versions = self.store.model_versions().await?;
+        let changed: Vec<String> = {
+            let known = lock(&self.shared_versions);
+            versions
+                .iter()
+                .filter(|(service, version)| known.get(*service) != Some(version))
+                .map(|(service, _)| service.clone())
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let shared = self.store.shared_models(changed).await?;
+        let parsed = spawn_blocking_in_span(move || {
+            shared
+                .into_iter()
+                .map(|model| {
+                    let name = PathBuf::from(format!("postgresql:models/{}", model.record.service));
+                    let artifact = ModelArtifact::from_bytes(&model.artifact, &name);
+                    (model.record, model.version, artifact)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|error| StoreError::Background(error.to_string()))?;
+        let mut loaded = Vec::new();
+        let mut known = Vec::new();
+        for (record, version, artifact) in parsed {
+            known.push((record.service.clone(), version));
+            match artifact {
+                Ok(artifact) => loaded.push(ServiceModel {
+                    baseline: ServiceModel::baseline_of(&artifact),
+                    service: record.service,
+                    artifact,
+                    training_samples: record.training_samples,
+                    trained_at: record.trained_at,
+                    source: record.source,
+                    job_id: record.job_id,
+                }),
+                Err(error) => tracing::error!(
+                    service = record.service,
+                    %error,
+                    "A model another replica published cannot be read; this replica keeps its \
+                     previous one."
+                ),
+            }
+        }
+        let count = loaded.len();
+        if count > 0 {
+            if let Some(newest) = loaded.iter().map(|m| m.trained_at).max() {
+                let mut last = lock(&self.last_trained);
+                *last = Some(last.map_or(newest, |last| last.max(newest)));
+            }
+            tracing::info!(models = count, "Models published by other replicas loaded.");
+            self.detector.models.replace_all(loaded);
+        }
+        let mut versions = lock(&self.shared_versions);
+        versions.extend(known);
         Ok(count)
     }
 }

@@ -126,6 +126,9 @@ pub struct Settings {
     pub database_statement_timeout: Duration,
     /// `DATABASE_CA_FILE`: PEM certificates trusted beside the Mozilla roots for TLS.
     pub database_ca_file: Option<PathBuf>,
+    /// `MODEL_SYNC_INTERVAL_SECONDS`: how often a replica loads the models others published
+    /// (PostgreSQL).
+    pub model_sync_interval: Duration,
     /// `ALERT_DELIVERY_LEASE_SECONDS`: how long a replica's claim on an outbox row lasts
     /// without a recorded attempt (PostgreSQL).
     pub alert_delivery_lease: Duration,
@@ -341,6 +344,7 @@ impl Settings {
                 PostgresOptions::DEFAULT_STATEMENT_TIMEOUT.as_secs_f64(),
             ),
             database_ca_file: r.text("DATABASE_CA_FILE").map(PathBuf::from),
+            model_sync_interval: r.positive_seconds("MODEL_SYNC_INTERVAL_SECONDS", 1.0),
             alert_delivery_lease: r.seconds(
                 "ALERT_DELIVERY_LEASE_SECONDS",
                 PostgresOptions::DEFAULT_DELIVERY_LEASE.as_secs(),

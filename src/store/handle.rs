@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::postgres::{Postgres, PostgresOptions, RateLeader};
+use super::postgres::{Postgres, PostgresOptions, RateLeader, SharedModel, TrainingLock};
 use super::{
     AlertFilter, AlertRow, AnomalyQuery, AnomalyRecord, DeliveryRecord, DeliveryStatus, Enqueued,
     FeedbackRecord, ModelRecord, OutboxChannel, OutboxEntry, PendingDelivery, SettledJobs, Sqlite,
@@ -324,6 +324,55 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => Ok(None),
             Backend::Postgres(backend) => backend.try_lead().await,
+        }
+    }
+
+    /// Records the models of one fit in one transaction, with their files' bytes when other
+    /// replicas share the store (they load them from there); each model's new version, in
+    /// order (0 on SQLite, where the file on disk is the model).
+    pub async fn record_models_with_artifacts(
+        &self,
+        models: Vec<(ModelRecord, Vec<u8>)>,
+    ) -> Result<Vec<i64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(backend) => {
+                let count = models.len();
+                let records = models.into_iter().map(|(record, _)| record).collect();
+                backend.record_models(records).await?;
+                Ok(vec![0; count])
+            }
+            Backend::Postgres(backend) => backend.record_shared_models(models).await,
+        }
+    }
+
+    /// The version of each model other replicas may have published (empty on SQLite).
+    pub async fn model_versions(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(BTreeMap::new()),
+            Backend::Postgres(backend) => backend.model_versions().await,
+        }
+    }
+
+    /// The published models of `services`, with their bytes (none on SQLite).
+    pub async fn shared_models(
+        &self,
+        services: Vec<String>,
+    ) -> Result<Vec<SharedModel>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(backend) => backend.shared_models(services).await,
+        }
+    }
+
+    /// The right to fit `service` now: `None` while another replica fits it. Always granted on
+    /// SQLite.
+    pub async fn try_lock_training(
+        &self,
+        service: &str,
+    ) -> Result<Option<TrainingLock>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(TrainingLock::unshared())),
+            Backend::Postgres(backend) => backend.try_lock_training(service).await,
         }
     }
 

@@ -40,7 +40,9 @@ pub use alerts::{
 };
 pub use handle::Store;
 pub use models::SettledJobs;
-pub use postgres::{PostgresError, PostgresOptions, RateLeader, SharedBatch};
+pub use postgres::{
+    PostgresError, PostgresOptions, RateLeader, SharedBatch, SharedModel, TrainingLock,
+};
 pub use records::{
     AnomalyOrder, AnomalyQuery, AnomalyRecord, FeedbackRecord, JobStatus, ModelRecord,
     TrainingJobRecord, UnknownJobStatus,

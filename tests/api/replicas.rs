@@ -140,3 +140,115 @@ async fn a_burst_split_across_three_replicas_pages_once_and_every_replica_agrees
     assert_eq!(histories[0].as_array().map(Vec::len), Some(9));
     assert!(histories.iter().all(|history| *history == histories[0]));
 }
+
+fn checkout_log(latency_ms: f64, items: f64) -> Value {
+    json!({
+        "raw_log": json!({"timestamp": "2024-02-01T12:00:00Z", "level": "INFO",
+                          "message": "order placed", "latency": format!("{latency_ms}ms"),
+                          "items": items}).to_string(),
+        "service": "checkout",
+        "source": "api",
+        "format_type": "json",
+    })
+}
+
+/// A deterministic baseline around latency 100 ms and 3 items.
+fn baseline(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let wobble = ((i * 7919) % 41) as f64 - 20.0;
+            let items = ((i * 31) % 5 + 1) as f64;
+            checkout_log(100.0 + wobble, items)
+        })
+        .collect()
+}
+
+impl Replicas {
+    /// The verdict `replica` gives `log`, once it serves a model for the log's service.
+    async fn verdict_with_model(&self, replica: usize, log: &Value) -> Value {
+        for _ in 0..200 {
+            let response = self
+                .post(
+                    replica,
+                    "/api/v1/stream/multi-source",
+                    &json!({"logs": [log]}),
+                )
+                .await;
+            assert_eq!(response.status(), 200);
+            let results: Value = response.json().await.expect("json");
+            let result = results[0].clone();
+            if !result["score"].is_null() {
+                return result;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "replica {replica} never loaded the model:\n{}",
+            self.logs(replica)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_model_trained_on_one_replica_judges_on_all_with_feedback_given_to_another() {
+    let database_url = fresh_database_url().await;
+    let replicas =
+        Replicas::start(3, &database_url, &[("MODEL_SYNC_INTERVAL_SECONDS", "0.2")]).await;
+
+    // Feedback to replica 1: a slow-but-fine pattern is normal.
+    let feedback: Vec<Value> = (0..30)
+        .map(|i| json!({"log": checkout_log(390.0 + f64::from(i % 20), 3.0), "is_anomaly": 0}))
+        .collect();
+    let response = replicas
+        .post(1, "/api/v1/feedback", &json!({"feedback": feedback}))
+        .await;
+    assert_eq!(response.status(), 202);
+
+    // Training on replica 2 uses it; replica 0 reports the job.
+    let response = replicas
+        .post(2, "/api/v1/train", &json!({"logs": baseline(300)}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let job_id = response.json::<Value>().await.expect("json")["job_id"]
+        .as_str()
+        .expect("job id")
+        .to_owned();
+    let mut job = Value::Null;
+    for _ in 0..600 {
+        job = replicas.get(0, &format!("/api/v1/train/{job_id}")).await;
+        if matches!(job["status"].as_str(), Some("succeeded" | "failed")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        job["detail"]["services"][0]["feedback_normal_added"], 30,
+        "{job}"
+    );
+
+    // Every replica judges the same log the same way, with the one model.
+    let outlier = checkout_log(5000.0, 40.0);
+    let mut verdicts = Vec::new();
+    for replica in 0..3 {
+        verdicts.push(replicas.verdict_with_model(replica, &outlier).await);
+    }
+    assert_eq!(verdicts[0]["is_anomaly"], 1, "{}", verdicts[0]);
+    for verdict in &verdicts[1..] {
+        assert_eq!(verdict["score"], verdicts[0]["score"]);
+        assert_eq!(verdict["is_anomaly"], verdicts[0]["is_anomaly"]);
+    }
+    let pattern = checkout_log(400.0, 3.0);
+    for replica in 0..3 {
+        let verdict = replicas.verdict_with_model(replica, &pattern).await;
+        assert_eq!(verdict["is_anomaly"], 0, "replica {replica}: {verdict}");
+    }
+    let models: Vec<Value> = {
+        let mut models = Vec::new();
+        for replica in 0..3 {
+            models.push(replicas.get(replica, "/api/v1/models").await);
+        }
+        models
+    };
+    assert!(models.iter().all(|list| *list == models[0]), "{models:?}");
+}

@@ -25,6 +25,7 @@ mod records;
 mod schema;
 
 pub use leader::{RateLeader, SharedBatch};
+pub use records::{SharedModel, TrainingLock};
 
 use std::path::PathBuf;
 use std::sync::Arc;

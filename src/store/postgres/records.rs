@@ -285,3 +285,150 @@ fn job_from_row(row: &Row) -> Result<TrainingJobRecord, StoreError> {
         detail: from_json("training_jobs.detail", row.try_get(5)?)?,
     })
 }
+
+/// A model as another replica published it: its record, its version and its file's bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedModel {
+    pub record: ModelRecord,
+    pub version: i64,
+    pub artifact: Vec<u8>,
+}
+
+/// The advisory lock key of one service's training: a hash of its name (collisions only make
+/// two services wait for each other).
+fn training_lock_key(service: &str) -> i64 {
+    const TRAINING_LOCKS: i64 = 0x7472_6169_0000_0000;
+    TRAINING_LOCKS | i64::from(crc32fast::hash(service.as_bytes()))
+}
+
+/// Held while this replica fits a service; dropping it closes its connection, which releases
+/// the lock however the fit ends.
+pub struct TrainingLock {
+    _client: Option<tokio_postgres::Client>,
+}
+
+impl TrainingLock {
+    /// The lock of a store no other process shares: nothing to hold.
+    pub fn unshared() -> Self {
+        Self { _client: None }
+    }
+}
+
+impl std::fmt::Debug for TrainingLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainingLock").finish_non_exhaustive()
+    }
+}
+
+impl Postgres {
+    /// Records the models of one fit with their files' bytes, in one transaction; returns each
+    /// model's new version, in order.
+    pub(crate) async fn record_shared_models(
+        &self,
+        models: Vec<(ModelRecord, Vec<u8>)>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let mut versions = Vec::with_capacity(models.len());
+        for (record, artifact) in &models {
+            let row = transaction
+                .query_one(
+                    "INSERT INTO models (service, path, feature_names, training_samples, \
+                     trained_at, threshold, source, job_id, artifact) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (service) DO UPDATE SET path = excluded.path, \
+                     feature_names = excluded.feature_names, \
+                     training_samples = excluded.training_samples, \
+                     trained_at = excluded.trained_at, threshold = excluded.threshold, \
+                     source = excluded.source, job_id = excluded.job_id, \
+                     artifact = excluded.artifact, version = models.version + 1 \
+                     RETURNING version",
+                    &[
+                        &nul_free(&record.service),
+                        &record.path,
+                        &to_json(&record.feature_names),
+                        &i64::try_from(record.training_samples).unwrap_or(i64::MAX),
+                        &record.trained_at,
+                        &record.threshold,
+                        &record.source.as_str(),
+                        &record.job_id,
+                        &artifact.as_slice(),
+                    ],
+                )
+                .await?;
+            versions.push(row.try_get(0)?);
+        }
+        transaction.commit().await?;
+        Ok(versions)
+    }
+
+    /// Each shared model's version, by service.
+    pub(crate) async fn model_versions(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT service, version FROM models WHERE artifact IS NOT NULL",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    /// The shared models of `services`, with their bytes.
+    pub(crate) async fn shared_models(
+        &self,
+        services: Vec<String>,
+    ) -> Result<Vec<SharedModel>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT service, path, feature_names, training_samples, trained_at, threshold, \
+                 source, job_id, version, artifact FROM models \
+                 WHERE artifact IS NOT NULL AND service = ANY($1) ORDER BY service",
+                &[&services],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let service: String = row.try_get(0)?;
+                let samples: i64 = row.try_get(3)?;
+                Ok(SharedModel {
+                    record: ModelRecord {
+                        source: model_source(&service, row.try_get(6)?),
+                        path: row.try_get(1)?,
+                        feature_names: from_json("models.feature_names", row.try_get(2)?)?,
+                        training_samples: u64::try_from(samples).unwrap_or(0),
+                        trained_at: row.try_get(4)?,
+                        threshold: row.try_get(5)?,
+                        job_id: row.try_get(7)?,
+                        service,
+                    },
+                    version: row.try_get(8)?,
+                    artifact: row.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The lock on fitting `service`, unless another replica holds it.
+    pub(crate) async fn try_lock_training(
+        &self,
+        service: &str,
+    ) -> Result<Option<TrainingLock>, StoreError> {
+        let client = self.dedicated_connection().await?;
+        let acquired: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1)",
+                &[&training_lock_key(service)],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(acquired.then_some(TrainingLock {
+            _client: Some(client),
+        }))
+    }
+}
