@@ -308,6 +308,24 @@ fn reachable_beyond_this_host(host: IpAddr) -> bool {
     !loopback
 }
 
+/// Loads the models other replicas publish, every `interval`, for as long as the service runs.
+async fn follow_shared_models(learner: Arc<Learner>, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticks.tick().await;
+        match learner.sync_shared_models().await {
+            Ok(_) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "Cannot read the models other replicas published; retrying.");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,24 +369,6 @@ mod tests {
         ] {
             let host: IpAddr = exposed.parse().expect("an address");
             assert!(reachable_beyond_this_host(host), "{exposed}");
-        }
-    }
-}
-
-/// Loads the models other replicas publish, every `interval`, for as long as the service runs.
-async fn follow_shared_models(learner: Arc<Learner>, interval: std::time::Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        ticks.tick().await;
-        match learner.sync_shared_models().await {
-            Ok(_) => failing = false,
-            Err(error) if !failing => {
-                failing = true;
-                tracing::warn!(%error, "Cannot read the models other replicas published; retrying.");
-            }
-            Err(_) => {}
         }
     }
 }
