@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::Receiver;
-use crate::helpers::postgres::fresh_database_url;
+use crate::helpers::postgres::{PostgresProxy, fresh_database_url};
 use crate::helpers::process::ServiceProcess;
 
 /// Five anomalies of `svc` within 30 s page, on the count alone.
@@ -251,4 +251,154 @@ async fn a_model_trained_on_one_replica_judges_on_all_with_feedback_given_to_ano
         models
     };
     assert!(models.iter().all(|list| *list == models[0]), "{models:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rate_leader_killed_mid_burst_loses_no_anomaly_and_no_alert() {
+    let database_url = fresh_database_url().await;
+    let webhook = Receiver::start(&[]).await;
+    let webhook_url = webhook.url("/hook");
+    let mut replicas =
+        Replicas::start(3, &database_url, &[("GENERIC_WEBHOOK_URL", &webhook_url)]).await;
+    let leader = wait_for_leader(&replicas, &[0, 1, 2]).await;
+
+    // Three anomalies, one through each replica: the leader counts them, no page yet.
+    for n in 0..3 {
+        let response = replicas
+            .post(n, "/api/v1/stream/multi-source", &rule_anomaly(n))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(webhook.received().is_empty());
+
+    // SIGKILL the leader; the next three anomalies go to the survivors.
+    replicas.replicas[leader].kill();
+    let survivors: Vec<usize> = (0..3).filter(|&r| r != leader).collect();
+    for n in 3..6 {
+        let replica = survivors[n % 2];
+        let response = replicas
+            .post(replica, "/api/v1/stream/multi-source", &rule_anomaly(n))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+
+    // A survivor takes over, replays what the dead leader counted, and pages exactly once.
+    let received = webhook.expect_exactly(1, Duration::from_secs(3)).await;
+    assert!(received[0].body.to_string().contains("svc"));
+    let new_leader = wait_for_leader(&replicas, &survivors).await;
+    assert_ne!(new_leader, leader);
+    for &replica in &survivors {
+        let alerts = replicas.get(replica, "/api/v1/alerts").await;
+        assert_eq!(alerts.as_array().map(Vec::len), Some(1), "{alerts}");
+        let history = replicas.get(replica, "/api/v1/anomalies?limit=100").await;
+        assert_eq!(
+            history.as_array().map(Vec::len),
+            Some(6),
+            "every acknowledged anomaly"
+        );
+    }
+}
+
+/// The replica among `candidates` that counts the rates (bounded: 10 s).
+async fn wait_for_leader(replicas: &Replicas, candidates: &[usize]) -> usize {
+    for _ in 0..200 {
+        for &replica in candidates {
+            let stats = replicas.get(replica, "/api/v1/alerts/stats").await;
+            if stats["rate_leader"] == true {
+                return replica;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no replica became the rate leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_going_away_mid_ingest_is_503_and_the_service_recovers_by_itself() {
+    let mut proxy = PostgresProxy::start().await;
+    let database_url = proxy.route(&fresh_database_url().await);
+    let replicas = Replicas::start(
+        2,
+        &database_url,
+        &[
+            ("DATABASE_CONNECT_TIMEOUT_SECONDS", "1"),
+            ("DATABASE_STATEMENT_TIMEOUT_SECONDS", "2"),
+        ],
+    )
+    .await;
+    let mut acknowledged = 0;
+    for n in 0..4 {
+        let response = replicas
+            .post(n % 2, "/api/v1/stream/multi-source", &rule_anomaly(n))
+            .await;
+        assert_eq!(response.status(), 200);
+        acknowledged += 1;
+    }
+
+    proxy.stop().await;
+    let mut refused = 0;
+    for n in 4..10 {
+        let response = replicas
+            .post(n % 2, "/api/v1/stream/multi-source", &rule_anomaly(n))
+            .await;
+        let status = response.status().as_u16();
+        match status {
+            200 => acknowledged += 1,
+            503 => {
+                refused += 1;
+                assert!(response.headers().contains_key("retry-after"));
+                let body: Value = response.json().await.expect("json");
+                assert!(
+                    body["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("DATABASE_URL"))
+                );
+            }
+            other => panic!("only 200 or 503 while the database is away, got {other}"),
+        }
+    }
+    assert!(refused >= 5, "{refused} refused");
+    let health = replicas.replicas[0]
+        .client
+        .get(replicas.replicas[0].url("/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 503);
+
+    proxy.resume().await;
+    for replica in 0..2 {
+        replicas.replicas[replica].wait_healthy().await;
+        let mut recovered = false;
+        for attempt in 0..100 {
+            let response = replicas
+                .post(
+                    replica,
+                    "/api/v1/stream/multi-source",
+                    &rule_anomaly(100 + attempt),
+                )
+                .await;
+            match response.status().as_u16() {
+                200 => {
+                    acknowledged += 1;
+                    recovered = true;
+                    break;
+                }
+                503 => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => panic!("{other} while recovering"),
+            }
+        }
+        assert!(
+            recovered,
+            "replica {replica} did not recover:\n{}",
+            replicas.logs(replica)
+        );
+    }
+    let history = replicas.get(0, "/api/v1/anomalies?limit=100").await;
+    assert_eq!(
+        history.as_array().map(Vec::len),
+        Some(acknowledged),
+        "exactly the acknowledged anomalies are stored"
+    );
 }
