@@ -301,9 +301,9 @@ impl AlertSystem {
     /// traffic, the anomalies toward its bursts (see [`lifecycle`]). Never waits: a resulting
     /// notification is stored and sent by other tasks.
     ///
-    /// With a shared store (several replicas on PostgreSQL) the batch is shared with the replica
-    /// that counts everyone's rates instead (`shared`); a batch with anomalies is stored before
-    /// this returns.
+    /// With a shared store (several replicas on PostgreSQL) this does nothing: the batch was
+    /// shared with the replica that counts everyone's rates as its anomalies were stored
+    /// ([`AlertSystem::share_for_store`]).
     pub async fn observe<'a>(
         &self,
         logs: impl IntoIterator<Item = JudgedEvent<'a>>,
@@ -313,16 +313,11 @@ impl AlertSystem {
         if logs.is_empty() {
             return;
         }
-        let counted = logs.iter().filter(|log| log.verdict.is_anomaly()).count() as u64;
         if self.inner.store.is_shared() {
-            let batch = lock(&self.inner.tracker).ship(&logs, now);
-            self.inner
-                .counters
-                .anomalies
-                .fetch_add(counted, Ordering::Relaxed);
-            self.share(batch).await;
+            // Shared with the rate leader as the anomalies were stored (`share_for_store`).
             return;
         }
+        let counted = logs.iter().filter(|log| log.verdict.is_anomaly()).count() as u64;
         let transitions = lock(&self.inner.tracker).observe(&logs, now);
         self.inner
             .counters
@@ -485,11 +480,11 @@ impl AlertSystem {
     /// The alert database cannot be read.
     pub async fn stats(&self) -> Result<Value, StoreError> {
         let outbox = self.inner.store.delivery_counts().await?;
-        let (tracked, firing, untracked, evicted, late) = {
+        let firing = self.firing_count().await;
+        let (tracked, untracked, evicted, late) = {
             let tracker = lock(&self.inner.tracker);
             (
                 tracker.tracked_services(),
-                tracker.firing_services(),
                 tracker.untracked_anomalies(),
                 tracker.evicted_services(),
                 tracker.late_anomalies(),
@@ -532,6 +527,18 @@ impl AlertSystem {
     /// Fills the alerting part of a `/metrics` scrape: transitions since start-up, the firing
     /// services, and per HTTP channel its outcomes, retries and outbox depth (pending rows;
     /// left out when the outbox cannot be read).
+    /// Services firing now: this process's tracker, or with a shared store the alerts the
+    /// rate leader stored (the same figure on every replica).
+    async fn firing_count(&self) -> usize {
+        if self.inner.store.is_shared() {
+            match self.inner.store.firing_alerts::<Value>().await {
+                Ok(firing) => return firing.len(),
+                Err(error) => tracing::warn!(%error, "The firing alerts could not be read."),
+            }
+        }
+        lock(&self.inner.tracker).firing_services()
+    }
+
     pub async fn fill_snapshot(&self, snapshot: &mut Snapshot) {
         let outbox = match self.inner.store.delivery_counts().await {
             Ok(outbox) => Some(outbox),
@@ -540,7 +547,7 @@ impl AlertSystem {
                 None
             }
         };
-        let firing = lock(&self.inner.tracker).firing_services();
+        let firing = self.firing_count().await;
         let counters = &self.inner.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         snapshot.alerts_fired = load(&counters.fired);

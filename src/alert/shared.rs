@@ -3,8 +3,8 @@
 //!
 //! - Each replica cuts a judged batch to what the tracker reads ([`Tracker::ship`]: traffic
 //!   summed per service and bucket, the anomalies with their first reason) and stores it in
-//!   `alert_events` before the request is answered when it holds anomalies; traffic alone is
-//!   merged and stored every [`TRAFFIC_FLUSH`].
+//!   `alert_events` in the transaction of the batch's anomalies, when it holds any; traffic
+//!   alone is merged and stored every [`TRAFFIC_FLUSH`].
 //! - The leader holds a session advisory lock on a connection of its own. Each round it takes
 //!   the batches not yet counted, feeds them to its tracker in id order, ticks it, and in one
 //!   transaction on that connection marks them counted and stores the alerts and notifications
@@ -20,11 +20,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::lifecycle::{AlertRecord, ShippedBatch, Tracker, Transition, TransitionKind};
+use super::lifecycle::{
+    AlertRecord, JudgedEvent, ShippedBatch, Tracker, Transition, TransitionKind,
+};
 use super::window::window_of;
 use super::{AlertSystem, outbox_entry, stored_row};
 use crate::alert::channel::{Channel, Notification, log_to_console};
-use crate::store::{DeliveryStatus, OutboxChannel, RateLeader, StoreError};
+use crate::detect::JudgedLog;
+use crate::store::{DeliveryStatus, OutboxChannel, RateLeader, SharedBatchEvent, StoreError};
 use crate::sync::lock;
 
 /// How often the leader counts, and a replica stores its merged traffic.
@@ -35,9 +38,29 @@ const TRAFFIC_FLUSH: Duration = Duration::from_millis(500);
 const CANDIDACY: Duration = Duration::from_secs(1);
 
 impl AlertSystem {
-    /// Shares a batch that holds anomalies now (the request waits for it); merges traffic alone
-    /// into the next flush.
-    pub(super) async fn share(&self, batch: ShippedBatch) {
+    /// With a shared store: a judged batch's share for the rate leader, to be stored in the
+    /// transaction of its anomalies (so both are, or neither), when it has anomalies; traffic
+    /// alone is merged into the next flush. `None` without a shared store.
+    pub fn share_for_store(&self, judged: &[JudgedLog]) -> Option<SharedBatchEvent> {
+        if !self.inner.store.is_shared() {
+            return None;
+        }
+        let events: Vec<JudgedEvent<'_>> = judged
+            .iter()
+            .map(|log| JudgedEvent {
+                service: log.raw.service.as_str(),
+                logged_at: log.parsed.timestamp,
+                verdict: &log.verdict,
+            })
+            .collect();
+        if events.is_empty() {
+            return None;
+        }
+        let batch = lock(&self.inner.tracker).ship(&events, Utc::now());
+        self.inner
+            .counters
+            .anomalies
+            .fetch_add(batch.anomalies.len() as u64, Ordering::Relaxed);
         if batch.anomalies.is_empty() {
             let mut pending = lock(&self.inner.pending_traffic);
             match pending.as_mut() {
@@ -47,9 +70,18 @@ impl AlertSystem {
                 }
                 None => *pending = Some(batch),
             }
-            return;
+            return None;
         }
-        self.store_batch(batch).await;
+        match serde_json::to_string(&batch) {
+            Ok(payload) => Some(SharedBatchEvent {
+                arrival: batch.arrival,
+                payload,
+            }),
+            Err(error) => {
+                tracing::error!(%error, "A judged batch could not be shared.");
+                None
+            }
+        }
     }
 
     async fn store_batch(&self, batch: ShippedBatch) {

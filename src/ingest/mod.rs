@@ -119,7 +119,10 @@ impl IngestService {
             });
         }
         check_patterns(&logs, self.limits.max_patterns)?;
-        let outcome = self.pipeline.process(logs, tags).await?;
+        let outcome = self
+            .pipeline
+            .process_sharing(logs, tags, |judged| self.alerts.share_for_store(judged))
+            .await?;
         // The anomalies are committed; the rate tracker counts every judged log toward its
         // service's traffic and the anomalies toward its bursts, with each log's own timestamp
         // and the arrival time (alert::lifecycle explains why both).

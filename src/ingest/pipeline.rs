@@ -17,7 +17,7 @@ use crate::detect::rules::RuleViolation;
 use crate::detect::{Detector, DetectorKind, JudgedLog};
 use crate::metrics::{BatchTally, FORMATS, Metrics, Stage};
 use crate::parse::{FormatType, ParsedLog, Parser, RawLog};
-use crate::store::{AnomalyRecord, Store, StoreError};
+use crate::store::{AnomalyRecord, SharedBatchEvent, Store, StoreError};
 use crate::telemetry::spawn_blocking_in_span;
 
 /// Batches larger than this are parsed and scored on the blocking pool, so one big request cannot
@@ -111,6 +111,20 @@ impl Pipeline {
         logs: Vec<RawLog>,
         tags: Option<Map<String, Value>>,
     ) -> Result<BatchOutcome, StoreError> {
+        self.process_sharing(logs, tags, |_| None).await
+    }
+
+    /// [`Pipeline::process`], storing what `share` makes of the judged batch (its share for the
+    /// rate leader, with several replicas) in the anomalies' transaction.
+    ///
+    /// # Errors
+    /// As [`Pipeline::process`].
+    pub async fn process_sharing(
+        &self,
+        logs: Vec<RawLog>,
+        tags: Option<Map<String, Value>>,
+        share: impl FnOnce(&[JudgedLog]) -> Option<SharedBatchEvent>,
+    ) -> Result<BatchOutcome, StoreError> {
         let received_at = Utc::now();
         let (results, judged) = if logs.len() > INLINE_BATCH_LIMIT {
             let pipeline = self.clone();
@@ -129,8 +143,12 @@ impl Pipeline {
                 record
             })
             .collect();
+        let shared = share(&judged);
         let storing = Instant::now();
-        let anomalies = self.store.store_anomalies(anomalies).await?;
+        let anomalies = self
+            .store
+            .store_anomalies_sharing(anomalies, shared)
+            .await?;
         self.metrics.observe_stage(Stage::Store, storing.elapsed());
         self.counters
             .anomalies

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::postgres::{Postgres, PostgresOptions, RateLeader, SharedModel, TrainingLock};
+use super::postgres::{
+    Postgres, PostgresOptions, RateLeader, SharedBatchEvent, SharedModel, TrainingLock,
+};
 use super::{
     AlertFilter, AlertRow, AnomalyQuery, AnomalyRecord, DeliveryRecord, DeliveryStatus, Enqueued,
     FeedbackRecord, ModelRecord, OutboxChannel, OutboxEntry, PendingDelivery, SettledJobs, Sqlite,
@@ -125,7 +127,21 @@ impl Store {
         &self,
         records: Vec<AnomalyRecord>,
     ) -> Result<Vec<AnomalyRecord>, StoreError> {
-        dispatch!(self.store_anomalies(records))
+        self.store_anomalies_sharing(records, None).await
+    }
+
+    /// [`Store::store_anomalies`], with the batch's share for the rate leader (`alert::shared`)
+    /// in the same transaction: both are stored or neither. SQLite has no other replica and
+    /// takes no share.
+    pub async fn store_anomalies_sharing(
+        &self,
+        records: Vec<AnomalyRecord>,
+        share: Option<SharedBatchEvent>,
+    ) -> Result<Vec<AnomalyRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(backend) => backend.store_anomalies(records).await,
+            Backend::Postgres(backend) => backend.store_anomalies(records, share).await,
+        }
     }
 
     /// The anomalies `query` selects, collected (tests and small listings; the API streams them

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::records::{nul_free, utf8};
-use super::{Postgres, bigint};
+use super::{Postgres, SharedBatchEvent, bigint};
 use crate::detect::DetectorKind;
 use crate::store::{AnomalyOrder, AnomalyQuery, AnomalyRecord, StoreError, from_json, to_json};
 
@@ -23,24 +23,30 @@ const SCAN_AHEAD: usize = 2;
 type Parameter = Box<dyn ToSql + Sync + Send>;
 
 impl Postgres {
-    /// Takes the request's ids from the sequence, then inserts every record in one statement and
-    /// prunes beyond the retention bound in the same transaction. A commit whose outcome is
-    /// unknown (the connection failed) is tried once more on another connection with the same
-    /// ids, which `ON CONFLICT DO NOTHING` makes harmless if the first one did commit.
+    /// Takes the request's ids from the sequence, then inserts every record, prunes beyond the
+    /// retention bound and stores the batch's share for the rate leader in **one** statement
+    /// (one round trip, one commit). A commit whose outcome is unknown (the connection failed)
+    /// is tried once more on another connection with the same ids, which `ON CONFLICT DO
+    /// NOTHING` (on the anomaly ids and on the share's key, the first id) makes harmless if the
+    /// first one did commit.
     pub(crate) async fn store_anomalies(
         &self,
         mut records: Vec<AnomalyRecord>,
+        share: Option<SharedBatchEvent>,
     ) -> Result<Vec<AnomalyRecord>, StoreError> {
         if records.is_empty() {
             return Ok(records);
         }
         let mut ids: Vec<i64> = {
             let client = self.client().await?;
-            client
-                .query(
-                    "SELECT nextval('anomalies_id_seq') FROM generate_series(1::bigint, $1::bigint)",
-                    &[&bigint(records.len())],
+            let statement = client
+                .prepare_cached(
+                    "SELECT nextval('anomalies_id_seq') \
+                     FROM generate_series(1::bigint, $1::bigint)",
                 )
+                .await?;
+            client
+                .query(&statement, &[&bigint(records.len())])
                 .await?
                 .iter()
                 .map(|row| row.try_get(0))
@@ -50,10 +56,10 @@ impl Postgres {
         for (record, id) in records.iter_mut().zip(&ids) {
             record.id = *id;
         }
-        let pruned = match self.insert_anomalies_once(&records).await {
+        let pruned = match self.insert_anomalies_once(&records, share.as_ref()).await {
             Err(StoreError::Postgres(error)) if error.is_transient() => {
                 tracing::warn!(%error, "Anomaly insert failed; retrying once with the same ids.");
-                self.insert_anomalies_once(&records).await?
+                self.insert_anomalies_once(&records, share.as_ref()).await?
             }
             outcome => outcome?,
         };
@@ -61,8 +67,12 @@ impl Postgres {
         Ok(records)
     }
 
-    async fn insert_anomalies_once(&self, records: &[AnomalyRecord]) -> Result<u64, StoreError> {
-        let mut client = self.client().await?;
+    pub(super) async fn insert_anomalies_once(
+        &self,
+        records: &[AnomalyRecord],
+        share: Option<&SharedBatchEvent>,
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
         let ids: Vec<i64> = records.iter().map(|record| record.id).collect();
         let timestamps: Vec<_> = records.iter().map(|record| record.timestamp).collect();
         let millis: Vec<i64> = records
@@ -89,22 +99,39 @@ impl Postgres {
         let contexts: Vec<String> = records.iter().map(|r| to_json(&r.context)).collect();
         let reasons: Vec<String> = records.iter().map(|r| to_json(&r.reasons)).collect();
         let keep = bigint(self.options.max_recent_anomalies);
+        let newest = ids.iter().copied().max().unwrap_or(0);
+        let share_arrival = share.map(|share| share.arrival);
+        let share_payload = share.map(|share| share.payload.as_str());
+        let share_key = ids.first().copied();
 
-        let transaction = client.transaction().await?;
-        let insert = transaction
+        // Every part of one statement sees the table as it was before it: the prune counts the
+        // new ids in through $17 (they are the newest, so it never deletes them).
+        let statement = client
             .prepare_cached(
-                "INSERT INTO anomalies (id, timestamp, timestamp_ms, service, source, log_level, \
-                 message, anomaly_score, rule_violation, detector, violations, features, raw_log, \
-                 metadata, context, reasons) \
-                 SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::text[], \
-                 $5::text[], $6::text[], $7::text[], $8::float8[], $9::bool[], $10::text[], \
-                 $11::text[], $12::text[], $13::bytea[], $14::text[], $15::text[], $16::text[]) \
-                 ON CONFLICT (id) DO NOTHING",
+                "WITH inserted AS ( \
+                     INSERT INTO anomalies (id, timestamp, timestamp_ms, service, source, \
+                     log_level, message, anomaly_score, rule_violation, detector, violations, \
+                     features, raw_log, metadata, context, reasons) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], \
+                     $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::bool[], \
+                     $10::text[], $11::text[], $12::text[], $13::bytea[], $14::text[], \
+                     $15::text[], $16::text[]) \
+                     ON CONFLICT (id) DO NOTHING RETURNING 1), \
+                 shared AS ( \
+                     INSERT INTO alert_events (arrival, payload, batch_key) \
+                     SELECT $19::timestamptz, $20::text, $21::bigint WHERE $20::text IS NOT NULL \
+                     ON CONFLICT (batch_key) DO NOTHING RETURNING 1), \
+                 pruned AS ( \
+                     DELETE FROM anomalies \
+                     WHERE id <= GREATEST((SELECT MAX(id) FROM anomalies), $17::bigint) - $18::bigint \
+                     RETURNING 1) \
+                 SELECT (SELECT COUNT(*) FROM pruned), (SELECT COUNT(*) FROM inserted), \
+                        (SELECT COUNT(*) FROM shared)",
             )
             .await?;
-        transaction
-            .execute(
-                &insert,
+        let row = client
+            .query_one(
+                &statement,
                 &[
                     &ids,
                     &timestamps,
@@ -122,18 +149,16 @@ impl Postgres {
                     &metadata,
                     &contexts,
                     &reasons,
+                    &newest,
+                    &keep,
+                    &share_arrival,
+                    &share_payload,
+                    &share_key,
                 ],
             )
             .await?;
-        // As on SQLite: the rows kept are those above `MAX(id) - keep`, two index probes.
-        let prune = transaction
-            .prepare_cached(
-                "DELETE FROM anomalies WHERE id <= (SELECT MAX(id) FROM anomalies) - $1",
-            )
-            .await?;
-        let pruned = transaction.execute(&prune, &[&keep]).await?;
-        transaction.commit().await?;
-        Ok(pruned)
+        let pruned: i64 = row.try_get(0)?;
+        Ok(pruned.unsigned_abs())
     }
 
     /// Runs the listing in one read-only, repeatable-read transaction and hands each record to

@@ -47,6 +47,13 @@ impl Postgres {
     }
 }
 
+/// A judged batch as it is shared with the rate leader: when it arrived, and the tracker's JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedBatchEvent {
+    pub arrival: DateTime<Utc>,
+    pub payload: String,
+}
+
 /// This replica counts the rates of every replica while it holds this.
 pub struct RateLeader {
     client: tokio_postgres::Client,

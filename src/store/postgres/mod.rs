@@ -24,7 +24,7 @@ mod leader;
 mod records;
 mod schema;
 
-pub use leader::{RateLeader, SharedBatch};
+pub use leader::{RateLeader, SharedBatch, SharedBatchEvent};
 pub use records::{SharedModel, TrainingLock};
 
 use std::path::PathBuf;
@@ -475,6 +475,152 @@ mod tests {
             .await
             .expect_err("nothing listens on port 1");
         assert!(error.is_unavailable(), "{error}");
+    }
+
+    fn options(url: &str) -> PostgresOptions {
+        PostgresOptions::new(url.to_owned())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn replicas_starting_together_migrate_one_at_a_time() {
+        let url = testing::fresh_schema().await;
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    Postgres::connect(options(&url), StoreOptions::default()).await
+                })
+            })
+            .collect();
+        for start in starts {
+            start.await.expect("task").expect("every replica starts");
+        }
+        let store = Postgres::connect(options(&url), StoreOptions::default())
+            .await
+            .expect("connect");
+        let client = store.client().await.expect("client");
+        let version: i32 = client
+            .query_one("SELECT version FROM schema_version", &[])
+            .await
+            .expect("one row")
+            .get(0);
+        assert_eq!(version, schema::SCHEMA_VERSION);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_insert_retried_with_the_same_ids_stores_nothing_twice() {
+        use crate::detect::DetectorKind;
+        use crate::store::testing::anomaly;
+
+        let url = testing::fresh_schema().await;
+        let store = Postgres::connect(options(&url), StoreOptions::default())
+            .await
+            .expect("connect");
+        let share = SharedBatchEvent {
+            arrival: chrono::Utc::now(),
+            payload: "{}".into(),
+        };
+        let stored = store
+            .store_anomalies(
+                vec![
+                    anomaly("web", 1, None, DetectorKind::Rule),
+                    anomaly("web", 2, None, DetectorKind::Rule),
+                ],
+                Some(share.clone()),
+            )
+            .await
+            .expect("stored");
+        // The commit's answer was lost: the same records, with their ids, come again.
+        store
+            .insert_anomalies_once(&stored, Some(&share))
+            .await
+            .expect("the retry succeeds");
+        assert_eq!(store.count_anomalies().await.expect("count"), 2);
+        let client = store.client().await.expect("client");
+        let shared: i64 = client
+            .query_one("SELECT COUNT(*) FROM alert_events", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(shared, 1, "the batch is shared with the rate leader once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_claimed_delivery_is_another_replicas_once_its_lease_runs_out() {
+        use crate::store::{AlertRow, DeliveryStatus, OutboxChannel, OutboxEntry};
+
+        let url = testing::fresh_schema().await;
+        let mut short = options(&url);
+        short.delivery_lease = Duration::from_millis(300);
+        let first = Postgres::connect(short.clone(), StoreOptions::default())
+            .await
+            .expect("replica 1");
+        let second = Postgres::connect(short, StoreOptions::default())
+            .await
+            .expect("replica 2");
+        let alert = AlertRow {
+            id: 1,
+            service: "web".into(),
+            fingerprint: "f".into(),
+            firing: true,
+            revision: 1,
+            started_at: chrono::Utc::now(),
+            document: "{}".into(),
+        };
+        let entry = OutboxEntry {
+            alert,
+            event: "fired",
+            opens_alert: true,
+            notification: r#"{"n": 1}"#.into(),
+        };
+        let webhook = OutboxChannel {
+            name: "webhook",
+            delivered_on_store: false,
+        };
+        first
+            .record_alerts(vec![], vec![entry], vec![webhook], 10)
+            .await
+            .expect("queued");
+
+        let claimed = first
+            .next_pending_delivery::<serde_json::Value>("webhook", 0)
+            .await
+            .expect("read")
+            .expect("replica 1 claims it");
+        assert!(
+            second
+                .next_pending_delivery::<serde_json::Value>("webhook", 0)
+                .await
+                .expect("read")
+                .is_none(),
+            "one replica at a time"
+        );
+        // A retry renews the lease; replica 1 then dies without another word.
+        first
+            .update_delivery(claimed.id, DeliveryStatus::Pending, 1, Some(500), None)
+            .await
+            .expect("attempt recorded");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let taken_over = second
+            .next_pending_delivery::<serde_json::Value>("webhook", 0)
+            .await
+            .expect("read")
+            .expect("replica 2 takes it over");
+        assert_eq!(taken_over.id, claimed.id);
+        assert_eq!(taken_over.attempts, 1);
+        second
+            .update_delivery(claimed.id, DeliveryStatus::Delivered, 2, Some(200), None)
+            .await
+            .expect("delivered");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            first
+                .next_pending_delivery::<serde_json::Value>("webhook", 0)
+                .await
+                .expect("read")
+                .is_none(),
+            "a delivered row is nobody's"
+        );
     }
 
     #[test]

@@ -109,10 +109,12 @@ CREATE INDEX alert_outbox_alert ON alert_outbox (alert_id);
     // (`alert::shared`); consumed rows stay one alert window, for a new leader to replay.
     r#"
 CREATE TABLE alert_events (
-    id       BIGSERIAL PRIMARY KEY,
-    arrival  TIMESTAMPTZ NOT NULL,
-    consumed BOOLEAN NOT NULL DEFAULT FALSE,
-    payload  TEXT NOT NULL
+    id        BIGSERIAL PRIMARY KEY,
+    arrival   TIMESTAMPTZ NOT NULL,
+    consumed  BOOLEAN NOT NULL DEFAULT FALSE,
+    payload   TEXT NOT NULL,
+    -- The first anomaly id of the request that shared it: a retried insert shares it once.
+    batch_key BIGINT UNIQUE
 );
 CREATE INDEX alert_events_pending ON alert_events (id) WHERE NOT consumed;
 CREATE INDEX alert_events_arrival ON alert_events (arrival);
