@@ -65,8 +65,6 @@ struct AlertCounters {
     resolved: AtomicU64,
     store_errors: AtomicU64,
     lost: AtomicU64,
-    /// Anomalies stored but not shared with the rate leader (PostgreSQL unreachable).
-    uncounted: AtomicU64,
     /// Times this replica became the rate leader.
     leaderships: AtomicU64,
 }
@@ -519,7 +517,6 @@ impl AlertSystem {
             "notifications_lost": load(&counters.lost),
             "rate_leader": self.inner.leading.load(Ordering::Relaxed),
             "leaderships": load(&counters.leaderships),
-            "anomalies_not_shared": load(&counters.uncounted),
             "channels": channels,
         }))
     }

@@ -18,9 +18,6 @@ use crate::store::{AlertRow, Enqueued, OutboxChannel, OutboxEntry, StoreError};
 /// The session advisory lock the rate leader holds ("aioops-r").
 const LEADER_LOCK: i64 = 0x6169_6f6f_7073_2d72;
 
-/// Batches a leader takes per round.
-const EVENTS_PER_ROUND: i64 = 500;
-
 impl Postgres {
     /// Shares one judged batch (a JSON document) with the rate leader.
     pub(crate) async fn share_alert_batch(
@@ -73,6 +70,9 @@ pub struct SharedBatch {
 }
 
 impl RateLeader {
+    /// Batches a leader takes per round at most.
+    pub const PAGE: usize = 500;
+
     /// Whether the connection that holds leadership is gone (the lock with it).
     pub fn is_lost(&self) -> bool {
         self.client.is_closed()
@@ -112,7 +112,7 @@ impl RateLeader {
             .client
             .query(
                 "SELECT id, payload FROM alert_events WHERE NOT consumed ORDER BY id LIMIT $1",
-                &[&EVENTS_PER_ROUND],
+                &[&(Self::PAGE as i64)],
             )
             .await?;
         rows.iter()
