@@ -60,7 +60,7 @@ pub use crate::alert::window::Traffic;
 use crate::alert::window::{
     Entry, RateWindow, bucket_of, bucket_width, densest, entry_cap, minus, reason_note, window_of,
 };
-use crate::detect::{DetectorKind, Verdict};
+use crate::detect::{DetectorKind, JudgedLog, Verdict};
 
 /// The one rule this service alerts on (contract, "Detection semantics" 3).
 pub const RULE_NAME: &str = "high_anomaly_rate";
@@ -231,6 +231,17 @@ pub struct JudgedEvent<'a> {
     /// The log's own time, if it had one.
     pub logged_at: Option<DateTime<Utc>>,
     pub verdict: &'a Verdict,
+}
+
+impl<'a> JudgedEvent<'a> {
+    /// What the tracker counts of a judged log.
+    pub fn of(log: &'a JudgedLog) -> Self {
+        Self {
+            service: log.raw.service.as_str(),
+            logged_at: log.parsed.timestamp,
+            verdict: &log.verdict,
+        }
+    }
 }
 
 #[derive(Debug)]

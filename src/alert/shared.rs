@@ -45,14 +45,7 @@ impl AlertSystem {
         if !self.inner.store.is_shared() {
             return None;
         }
-        let events: Vec<JudgedEvent<'_>> = judged
-            .iter()
-            .map(|log| JudgedEvent {
-                service: log.raw.service.as_str(),
-                logged_at: log.parsed.timestamp,
-                verdict: &log.verdict,
-            })
-            .collect();
+        let events: Vec<JudgedEvent<'_>> = judged.iter().map(JudgedEvent::of).collect();
         if events.is_empty() {
             return None;
         }
@@ -116,16 +109,21 @@ impl AlertSystem {
         }
     }
 
+    /// Stores the merged traffic when [`TRAFFIC_FLUSH`] has passed since `last_flush`.
+    async fn flush_traffic_if_due(&self, last_flush: &mut tokio::time::Instant) {
+        if last_flush.elapsed() >= TRAFFIC_FLUSH {
+            self.flush_traffic().await;
+            *last_flush = tokio::time::Instant::now();
+        }
+    }
+
     /// Runs for the life of the service: flushes traffic, and leads when it can.
     pub(super) async fn lead_when_possible(self) {
         let mut last_flush = tokio::time::Instant::now();
         let mut last_candidacy: Option<tokio::time::Instant> = None;
         loop {
             tokio::time::sleep(ROUND).await;
-            if last_flush.elapsed() >= TRAFFIC_FLUSH {
-                self.flush_traffic().await;
-                last_flush = tokio::time::Instant::now();
-            }
+            self.flush_traffic_if_due(&mut last_flush).await;
             if last_candidacy.is_some_and(|at| at.elapsed() < CANDIDACY) {
                 continue;
             }
@@ -167,10 +165,7 @@ impl AlertSystem {
             if !behind {
                 tokio::time::sleep(ROUND).await;
             }
-            if last_flush.elapsed() >= TRAFFIC_FLUSH {
-                self.flush_traffic().await;
-                *last_flush = tokio::time::Instant::now();
-            }
+            self.flush_traffic_if_due(last_flush).await;
             if leader.is_lost() {
                 return Err(StoreError::Background(
                     "the leader's database connection closed".into(),

@@ -35,6 +35,15 @@ impl DetectorKind {
             Self::Model => "model",
         }
     }
+
+    /// The kind a stored `detector` column names: `model`, and anything else is a rule.
+    pub fn from_stored(name: &str) -> Self {
+        if name == Self::Model.as_str() {
+            Self::Model
+        } else {
+            Self::Rule
+        }
+    }
 }
 
 /// The judgement on one log.

@@ -128,14 +128,7 @@ impl IngestService {
         // and the arrival time (alert::lifecycle explains why both).
         let alerting = Instant::now();
         self.alerts
-            .observe(
-                outcome.judged.iter().map(|log| JudgedEvent {
-                    service: log.raw.service.as_str(),
-                    logged_at: log.parsed.timestamp,
-                    verdict: &log.verdict,
-                }),
-                Utc::now(),
-            )
+            .observe(outcome.judged.iter().map(JudgedEvent::of), Utc::now())
             .await;
         let metrics = &self.pipeline.metrics;
         metrics.observe_stage(Stage::Alert, alerting.elapsed());

@@ -318,11 +318,7 @@ fn anomaly_from_row(row: &Row<'_>) -> Result<AnomalyRecord, StoreError> {
         message: row.get(5)?,
         anomaly_score: row.get(6)?,
         rule_violation: row.get(7)?,
-        detector: if detector == "model" {
-            DetectorKind::Model
-        } else {
-            DetectorKind::Rule
-        },
+        detector: DetectorKind::from_stored(&detector),
         violations: from_json("anomalies.violations", &violations)?,
         reasons: from_json("anomalies.reasons", &reasons)?,
         features: from_json("anomalies.features", &features)?,

@@ -304,11 +304,7 @@ fn anomaly_from_row(row: &Row) -> Result<AnomalyRecord, StoreError> {
         message: row.try_get(5)?,
         anomaly_score: row.try_get(6)?,
         rule_violation: row.try_get(7)?,
-        detector: if detector == "model" {
-            DetectorKind::Model
-        } else {
-            DetectorKind::Rule
-        },
+        detector: DetectorKind::from_stored(detector),
         violations: from_json("anomalies.violations", row.try_get(9)?)?,
         features: from_json("anomalies.features", row.try_get(10)?)?,
         raw_log: utf8("anomalies.raw_log", row.try_get(11)?)?,

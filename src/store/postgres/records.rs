@@ -136,38 +136,8 @@ impl Postgres {
 
     /// Records the models of one fit in one transaction; each service's version goes up by one.
     pub(crate) async fn record_models(&self, records: Vec<ModelRecord>) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await?;
-        let upsert = transaction
-            .prepare_cached(
-                "INSERT INTO models (service, path, feature_names, training_samples, trained_at, \
-                 threshold, source, job_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (service) DO UPDATE SET path = excluded.path, \
-                 feature_names = excluded.feature_names, \
-                 training_samples = excluded.training_samples, trained_at = excluded.trained_at, \
-                 threshold = excluded.threshold, source = excluded.source, \
-                 job_id = excluded.job_id, version = models.version + 1",
-            )
-            .await?;
-        for record in &records {
-            transaction
-                .execute(
-                    &upsert,
-                    &[
-                        &nul_free(&record.service),
-                        &record.path,
-                        &to_json(&record.feature_names),
-                        &i64::try_from(record.training_samples).unwrap_or(i64::MAX),
-                        &record.trained_at,
-                        &record.threshold,
-                        &record.source.as_str(),
-                        &record.job_id,
-                    ],
-                )
-                .await?;
-        }
-        transaction.commit().await?;
-        Ok(())
+        let models = records.into_iter().map(|record| (record, None)).collect();
+        self.upsert_models(models).await.map(drop)
     }
 
     pub(crate) async fn list_models(&self) -> Result<Vec<ModelRecord>, StoreError> {
@@ -179,22 +149,7 @@ impl Postgres {
                 &[],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                let service: String = row.try_get(0)?;
-                let samples: i64 = row.try_get(3)?;
-                Ok(ModelRecord {
-                    source: model_source(&service, row.try_get(6)?),
-                    path: row.try_get(1)?,
-                    feature_names: from_json("models.feature_names", row.try_get(2)?)?,
-                    training_samples: u64::try_from(samples).unwrap_or(0),
-                    trained_at: row.try_get(4)?,
-                    threshold: row.try_get(5)?,
-                    job_id: row.try_get(7)?,
-                    service,
-                })
-            })
-            .collect()
+        rows.iter().map(model_from_row).collect()
     }
 
     pub(crate) async fn upsert_training_job(
@@ -275,6 +230,23 @@ impl Postgres {
     }
 }
 
+/// A model record from the first eight columns: service, path, feature_names,
+/// training_samples, trained_at, threshold, source, job_id.
+fn model_from_row(row: &Row) -> Result<ModelRecord, StoreError> {
+    let service: String = row.try_get(0)?;
+    let samples: i64 = row.try_get(3)?;
+    Ok(ModelRecord {
+        source: model_source(&service, row.try_get(6)?),
+        path: row.try_get(1)?,
+        feature_names: from_json("models.feature_names", row.try_get(2)?)?,
+        training_samples: u64::try_from(samples).unwrap_or(0),
+        trained_at: row.try_get(4)?,
+        threshold: row.try_get(5)?,
+        job_id: row.try_get(7)?,
+        service,
+    })
+}
+
 fn job_from_row(row: &Row) -> Result<TrainingJobRecord, StoreError> {
     Ok(TrainingJobRecord {
         job_id: row.try_get(0)?,
@@ -327,22 +299,41 @@ impl Postgres {
         &self,
         models: Vec<(ModelRecord, Vec<u8>)>,
     ) -> Result<Vec<i64>, StoreError> {
+        let models = models
+            .into_iter()
+            .map(|(record, artifact)| (record, Some(artifact)))
+            .collect();
+        self.upsert_models(models).await
+    }
+
+    /// Replaces each service's model record (and its bytes, when given: a record without them
+    /// keeps the bytes stored before) in one transaction; each model's new version, in order.
+    async fn upsert_models(
+        &self,
+        models: Vec<(ModelRecord, Option<Vec<u8>>)>,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
+        let upsert = transaction
+            .prepare_cached(
+                "INSERT INTO models (service, path, feature_names, training_samples, \
+                 trained_at, threshold, source, job_id, artifact) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (service) DO UPDATE SET path = excluded.path, \
+                 feature_names = excluded.feature_names, \
+                 training_samples = excluded.training_samples, \
+                 trained_at = excluded.trained_at, threshold = excluded.threshold, \
+                 source = excluded.source, job_id = excluded.job_id, \
+                 artifact = COALESCE(excluded.artifact, models.artifact), \
+                 version = models.version + 1 \
+                 RETURNING version",
+            )
+            .await?;
         let mut versions = Vec::with_capacity(models.len());
         for (record, artifact) in &models {
             let row = transaction
                 .query_one(
-                    "INSERT INTO models (service, path, feature_names, training_samples, \
-                     trained_at, threshold, source, job_id, artifact) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (service) DO UPDATE SET path = excluded.path, \
-                     feature_names = excluded.feature_names, \
-                     training_samples = excluded.training_samples, \
-                     trained_at = excluded.trained_at, threshold = excluded.threshold, \
-                     source = excluded.source, job_id = excluded.job_id, \
-                     artifact = excluded.artifact, version = models.version + 1 \
-                     RETURNING version",
+                    &upsert,
                     &[
                         &nul_free(&record.service),
                         &record.path,
@@ -352,7 +343,7 @@ impl Postgres {
                         &record.threshold,
                         &record.source.as_str(),
                         &record.job_id,
-                        &artifact.as_slice(),
+                        &artifact.as_deref(),
                     ],
                 )
                 .await?;
@@ -394,19 +385,8 @@ impl Postgres {
             .await?;
         rows.iter()
             .map(|row| {
-                let service: String = row.try_get(0)?;
-                let samples: i64 = row.try_get(3)?;
                 Ok(SharedModel {
-                    record: ModelRecord {
-                        source: model_source(&service, row.try_get(6)?),
-                        path: row.try_get(1)?,
-                        feature_names: from_json("models.feature_names", row.try_get(2)?)?,
-                        training_samples: u64::try_from(samples).unwrap_or(0),
-                        trained_at: row.try_get(4)?,
-                        threshold: row.try_get(5)?,
-                        job_id: row.try_get(7)?,
-                        service,
-                    },
+                    record: model_from_row(row)?,
                     version: row.try_get(8)?,
                     artifact: row.try_get(9)?,
                 })

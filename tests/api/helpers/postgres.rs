@@ -34,6 +34,8 @@ pub async fn fresh_database_url() -> String {
 /// refused) and restarted, without stopping the server other tests share.
 pub struct PostgresProxy {
     pub port: u16,
+    /// `host:port` as the server's URL names it.
+    upstream_authority: String,
     upstream: std::net::SocketAddr,
     running: Option<tokio::task::JoinHandle<()>>,
 }
@@ -57,6 +59,7 @@ impl PostgresProxy {
         let free = super::free_port().await.port();
         let mut proxy = Self {
             port: free,
+            upstream_authority: format!("{host}:{port}"),
             upstream,
             running: None,
         };
@@ -66,14 +69,8 @@ impl PostgresProxy {
 
     /// `url` (a `DATABASE_URL` from [`fresh_database_url`]) through this proxy.
     pub fn route(&self, url: &str) -> String {
-        let config: tokio_postgres::Config = server_url().parse().expect("url");
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        let host = match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-            _ => "127.0.0.1".to_owned(),
-        };
         url.replacen(
-            &format!("@{host}:{port}/"),
+            &format!("@{}/", self.upstream_authority),
             &format!("@127.0.0.1:{}/", self.port),
             1,
         )
