@@ -602,6 +602,37 @@ mod tests {
     }
 
     #[test]
+    fn a_database_url_selects_postgresql_and_a_bad_one_is_refused_unshown() {
+        let settings = Settings::from_vars(&vars(&[])).expect("valid");
+        assert!(settings.postgres_options().is_none(), "SQLite by default");
+        let settings = Settings::from_vars(&vars(&[("DATABASE_URL", "  ")])).expect("valid");
+        assert!(settings.postgres_options().is_none(), "empty is unset");
+        let url = "postgres://aioops:s3cret@db:5432/aioops?sslmode=verify-full";
+        let settings = Settings::from_vars(&vars(&[
+            ("DATABASE_URL", url),
+            ("DATABASE_POOL_SIZE", "4"),
+            ("DATABASE_CONNECT_TIMEOUT_SECONDS", "1.5"),
+        ]))
+        .expect("valid");
+        let postgres = settings.postgres_options().expect("PostgreSQL");
+        assert_eq!(postgres.url, url);
+        assert_eq!(postgres.pool_size, 4);
+        assert_eq!(postgres.connect_timeout, Duration::from_millis(1500));
+        for bad in [
+            "mysql://root:s3cret@db/x",
+            "postgres://s3cret@db/x?sslmode=sometimes",
+        ] {
+            let error =
+                Settings::from_vars(&vars(&[("DATABASE_URL", bad), ("DATABASE_POOL_SIZE", "1")]))
+                    .expect_err("refused");
+            let text = error.to_string();
+            assert!(text.contains("DATABASE_URL"), "{text}");
+            assert!(text.contains("DATABASE_POOL_SIZE"), "{text}");
+            assert!(!text.contains("s3cret"), "the URL is a secret: {text}");
+        }
+    }
+
+    #[test]
     fn bad_connection_limits_are_named() {
         let error = Settings::from_vars(&vars(&[
             ("MAX_CONNECTIONS", "0"),
