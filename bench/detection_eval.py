@@ -112,6 +112,7 @@ DRIFT_BATCH = 100
 DRIFT_PAUSE = 0.1            # seconds between drift batches
 DRIFT_RETRAIN_SECONDS = "1"
 CHECK_F1 = 0.9
+JOINT_SHIFT_SD = (2.8, 3.2)  # a joint shift moves each chosen feature this many standard deviations
 CHECK_FPR = 0.005
 METHODS = ["ours", "sklearn@0.05", "sklearn@best", "oracle@0.001"]
 ORACLE_BUDGET = 0.001        # the oracle flags this share of normal logs (the service's default budget)
@@ -381,7 +382,7 @@ def joint_shift(svc, r, rng):
     chosen = [cands[i] for i in sorted(rng.choice(len(cands), size=k, replace=False))]
     for f in chosen:
         center, sd = svc.center_sd(f)
-        z = rng.uniform(2.8, 3.2)
+        z = rng.uniform(*JOINT_SHIFT_SD)
         if f.kind in (LOGN, CORR):
             sign = 1.0 if rng.random() < 0.5 else -1.0
             r["num"][f.name] = math.exp(center + sign * z * sd)

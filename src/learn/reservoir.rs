@@ -1,9 +1,12 @@
-//! A bounded, uniform sample of a service's recent normal logs (reservoir sampling, Vitter's
-//! algorithm R). After every fit the count restarts, so the next fit samples uniformly from the logs
-//! seen since the last one: the reservoir follows the service as it drifts. When fewer logs than
-//! its capacity arrive between fits, they replace old rows chosen at random (the rows are shuffled
-//! at each fit), so the old rows fade geometrically from fit to fit instead of a fixed part of the
-//! reservoir being refreshed over and over while the rest keeps the first logs forever.
+//! A bounded sample of a service's recent normal logs. Between two fits, the first `capacity` logs
+//! replace the oldest rows, one by one; past that, the logs since the fit are sampled uniformly
+//! (Vitter's algorithm R, whose first `capacity` items are exactly those). So a fit learns from the
+//! service's last `capacity` logs when it is quiet, and from a uniform sample of the logs since the
+//! previous fit when it is busy: either way the sample follows a drift within one fit.
+//! (Restarting algorithm R at each fit over a full reservoir instead made the k-th new log
+//! overwrite a random one of the first k slots: only about half of the logs between two fits
+//! stayed, and a quiet service's sample kept rows many fits old, so its baseline lagged behind a
+//! slow drift.)
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -16,6 +19,9 @@ pub struct Reservoir<T> {
     rows: Vec<T>,
     seen_since_fit: u64,
     down_weighted: u64,
+    /// The slot of the oldest row, which the next log replaces while fewer than `capacity` logs
+    /// have come since the last fit. The rows are in age order from here, round the ring.
+    oldest: usize,
     rng: StdRng,
 }
 
@@ -26,19 +32,28 @@ impl<T: Clone> Reservoir<T> {
             rows: Vec::new(),
             seen_since_fit: 0,
             down_weighted: 0,
+            oldest: 0,
             rng: StdRng::seed_from_u64(seed),
         }
     }
 
-    /// Offers one row; it is kept with probability capacity / seen. The row is built only when
-    /// kept, so a busy service pays for sampling only on the few logs that stay. Returns the row
-    /// it replaced, if any.
+    /// Offers one row: it replaces the oldest while fewer than `capacity` rows have been offered
+    /// since the last fit, and after that it is kept with probability capacity / offered. The row
+    /// is built only when kept, so a busy service pays for sampling only on the few logs that
+    /// stay. Returns the row it replaced, if any.
     pub fn offer_with(&mut self, row: impl FnOnce() -> T) -> Option<T> {
         self.seen_since_fit += 1;
         if self.rows.len() < self.capacity {
             self.rows.push(row());
             return None;
         }
+        if self.seen_since_fit <= self.capacity as u64 {
+            let slot = self.oldest;
+            self.oldest = (slot + 1) % self.capacity;
+            let replaced = self.rows.get_mut(slot)?;
+            return Some(std::mem::replace(replaced, row()));
+        }
+        // Every row now dates from after the fit; keep a uniform sample of them.
         let slot = self.rng.random_range(0..self.seen_since_fit);
         let kept = usize::try_from(slot)
             .ok()
@@ -68,13 +83,13 @@ impl<T: Clone> Reservoir<T> {
         self.rows.len()
     }
 
-    /// A copy of the rows for a fit; the count restarts so newer logs replace older ones.
+    /// A copy of the rows for a fit, in random order (the rows themselves keep their age order);
+    /// the count restarts so the logs after the fit replace the oldest rows first.
     pub fn take_snapshot(&mut self) -> Vec<T> {
         self.seen_since_fit = 0;
-        // Algorithm R fills slots from the first: without the shuffle the next few logs would
-        // always overwrite the same leading slots.
-        self.rows.shuffle(&mut self.rng);
-        self.rows.clone()
+        let mut rows = self.rows.clone();
+        rows.shuffle(&mut self.rng);
+        rows
     }
 }
 
@@ -120,7 +135,56 @@ mod tests {
             .iter()
             .filter(|r| r["x"] == 1.0)
             .count();
-        assert!(old <= 5, "{old} old rows remain");
+        assert_eq!(old, 0, "{old} old rows remain");
+    }
+
+    fn values(rows: &[FeatureRow]) -> Vec<f64> {
+        let mut values: Vec<f64> = rows.iter().map(|r| r["x"]).collect();
+        values.sort_by(f64::total_cmp);
+        values
+    }
+
+    #[test]
+    fn a_few_logs_after_a_fit_replace_the_oldest_rows() {
+        let mut reservoir = Reservoir::new(10, 42);
+        for i in 0..10 {
+            reservoir.offer(row(f64::from(i)));
+        }
+        let _ = reservoir.take_snapshot();
+        for i in 10..13 {
+            reservoir.offer(row(f64::from(i)));
+        }
+        let expected: Vec<f64> = (3..13).map(f64::from).collect();
+        assert_eq!(values(&reservoir.take_snapshot()), expected);
+        // Across fits too: the sample is the last ten logs.
+        for i in 13..20 {
+            reservoir.offer(row(f64::from(i)));
+        }
+        let expected: Vec<f64> = (10..20).map(f64::from).collect();
+        assert_eq!(values(&reservoir.take_snapshot()), expected);
+    }
+
+    #[test]
+    fn many_logs_after_a_fit_are_sampled_uniformly() {
+        let mut reservoir = Reservoir::new(200, 42);
+        for _ in 0..200 {
+            reservoir.offer(row(-1.0));
+        }
+        let _ = reservoir.take_snapshot();
+        for i in 0..10_000 {
+            reservoir.offer(row(f64::from(i)));
+        }
+        let kept = values(&reservoir.take_snapshot());
+        assert!(kept.iter().all(|v| *v >= 0.0), "an old row survived");
+        // Each decile of the 10,000 logs holds ~20 of the 200 rows (sd ~4.2).
+        for decile in 0..10 {
+            let low = f64::from(decile) * 1000.0;
+            let n = kept
+                .iter()
+                .filter(|v| (low..low + 1000.0).contains(*v))
+                .count();
+            assert!((6..=36).contains(&n), "decile {decile} holds {n} rows");
+        }
     }
 
     #[test]
@@ -129,8 +193,9 @@ mod tests {
         for _ in 0..50 {
             reservoir.offer(row(1.0));
         }
-        // Ten fits with 20 new logs before each: the first rows fade geometrically, where
-        // refreshing the same leading slots every time would leave 30 or more of them for ever.
+        // Ten fits with 20 new logs before each: the oldest rows go first, so after 50 logs none
+        // of the first is left, where refreshing the same leading slots every time would leave
+        // 30 or more of them for ever.
         for _ in 0..10 {
             let _ = reservoir.take_snapshot();
             for _ in 0..20 {
@@ -142,6 +207,6 @@ mod tests {
             .iter()
             .filter(|r| r["x"] == 1.0)
             .count();
-        assert!(old <= 8, "{old} of the 50 first rows remain");
+        assert_eq!(old, 0, "{old} of the 50 first rows remain");
     }
 }
