@@ -300,6 +300,31 @@ def test_configmap_carries_env_and_the_container_settings(render):
     assert all(isinstance(v, str) for v in data.values())
 
 
+# Measured bytes of one typical sampled row (env.example, bench/learning_memory.py) and what the
+# server takes besides its samples, with room to spare.
+TYPICAL_ROW_BYTES = 2 * 1024
+SERVER_BASE_BYTES = 128 * 1024 * 1024
+
+
+def memory_bytes(quantity: str) -> int:
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(quantity[: -len(suffix)]) * factor
+    return int(quantity)
+
+
+@pytest.mark.parametrize("values", [{}, "original-values.yaml"])
+def test_the_default_learning_memory_fits_the_memory_limit(render, values):
+    rendered = render(load_values_file(values) if isinstance(values, str) else values)
+    data = rendered.one("ConfigMap")["data"]
+    services = int(data["MAX_TRACKED_SERVICES"])
+    reservoir = int(data.get("RESERVOIR_SIZE", "2048"))
+    server = container(rendered.one("Deployment")["spec"]["template"]["spec"], "server")
+    limit = memory_bytes(server["resources"]["limits"]["memory"])
+    assert services * reservoir * TYPICAL_ROW_BYTES + SERVER_BASE_BYTES <= limit
+
+
 def test_a_settings_change_rolls_the_pods(render):
     def checksum(values):
         annotations = render(values).one("Deployment")["spec"]["template"]["metadata"]["annotations"]
