@@ -408,6 +408,26 @@ pub(crate) mod testing {
             .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".to_owned())
     }
 
+    /// Drops up to 20 schemas that tests made over an hour ago (a name starts with the second it
+    /// was made), so the `test` database does not grow by a score of schemas a run; one caller at
+    /// a time cleans, the others skip it.
+    const DROP_STALE_TEST_SCHEMAS: &str = r"
+    DO $$
+    DECLARE stale text;
+    BEGIN
+        IF pg_try_advisory_xact_lock(hashtext('aioops test schemas')) THEN
+            FOR stale IN
+                SELECT nspname FROM pg_namespace
+                WHERE nspname ~ '^t_[0-9]{10}_'
+                  AND split_part(nspname, '_', 2)::bigint < extract(epoch FROM now())::bigint - 3600
+                LIMIT 20
+            LOOP
+                EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', stale);
+            END LOOP;
+        END IF;
+    END $$;
+    ";
+
     /// A fresh, empty schema; the URL that makes it every connection's search path.
     pub(crate) async fn fresh_schema() -> String {
         let url = server_url();
@@ -420,7 +440,14 @@ pub(crate) mod testing {
                 )
             });
         tokio::spawn(connection);
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let made = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let schema = format!("t_{made}_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(DROP_STALE_TEST_SCHEMAS)
+            .await
+            .expect("drop the schemas of earlier test runs");
         client
             .batch_execute(&format!("CREATE SCHEMA {schema}"))
             .await
@@ -437,6 +464,48 @@ mod tests {
 
     async fn connect(url: String) -> Result<crate::store::Store, StoreError> {
         crate::store::Store::connect(PostgresOptions::new(url), StoreOptions::default()).await
+    }
+
+    #[tokio::test]
+    async fn a_fresh_test_schema_clears_those_left_over_an_hour_ago() {
+        let (client, connection) =
+            tokio_postgres::connect(&testing::server_url(), tokio_postgres::NoTls)
+                .await
+                .expect("PostgreSQL");
+        tokio::spawn(connection);
+        let stale = format!("t_1000000000_{}", uuid::Uuid::new_v4().simple());
+        let recent = format!(
+            "t_{}_{}",
+            i64::MAX / 1_000_000_000,
+            uuid::Uuid::new_v4().simple()
+        );
+        client
+            .batch_execute(&format!("CREATE SCHEMA {stale}; CREATE SCHEMA {recent}"))
+            .await
+            .expect("create schemas");
+        let exists = |name: String| {
+            let client = &client;
+            async move {
+                client
+                    .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&name])
+                    .await
+                    .expect("pg_namespace")
+                    .is_some()
+            }
+        };
+        // Another test may hold the cleaning turn for a moment; it cleans 20 at most per call.
+        for _ in 0..50 {
+            let _ = testing::fresh_schema().await;
+            if !exists(stale.clone()).await {
+                break;
+            }
+        }
+        assert!(!exists(stale).await, "the stale schema is still there");
+        assert!(exists(recent.clone()).await, "a newer schema was dropped");
+        client
+            .batch_execute(&format!("DROP SCHEMA {recent}"))
+            .await
+            .expect("drop");
     }
 
     #[tokio::test]

@@ -8,6 +8,26 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// Drops up to 20 schemas that tests made over an hour ago (a name starts with the second it
+/// was made), so the `test` database does not grow by a score of schemas a run; one caller at
+/// a time cleans, the others skip it.
+const DROP_STALE_TEST_SCHEMAS: &str = r"
+DO $$
+DECLARE stale text;
+BEGIN
+    IF pg_try_advisory_xact_lock(hashtext('aioops test schemas')) THEN
+        FOR stale IN
+            SELECT nspname FROM pg_namespace
+            WHERE nspname ~ '^t_[0-9]{10}_'
+              AND split_part(nspname, '_', 2)::bigint < extract(epoch FROM now())::bigint - 3600
+            LIMIT 20
+        LOOP
+            EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', stale);
+        END LOOP;
+    END IF;
+END $$;
+";
+
 /// A fresh, empty schema; the `DATABASE_URL` that makes it every connection's search path.
 pub async fn fresh_database_url() -> String {
     let url = server_url();
@@ -20,7 +40,14 @@ pub async fn fresh_database_url() -> String {
             )
         });
     tokio::spawn(connection);
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let made = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let schema = format!("t_{made}_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(DROP_STALE_TEST_SCHEMAS)
+        .await
+        .expect("drop the schemas of earlier test runs");
     client
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .await
