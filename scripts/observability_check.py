@@ -7,6 +7,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -246,9 +247,43 @@ def check_schemathesis(base):
                "--max-examples", os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"),
                "--seed", "42", "--request-timeout", "20", "--workers", "2"]
     print("    " + " ".join(command))
-    ran = subprocess.run(command, timeout=1800, env={**os.environ, "NO_COLOR": "1"})
-    if ran.returncode != 0:
+    returncode, output = run_streaming(command)
+    if returncode != 0 and GENERATOR_FLAKE in output:
+        # Schemathesis' own example generator sometimes trips Hypothesis' replay check ("Inconsistent
+        # results", raised inside schemathesis/specs/openapi/coverage) without any request having
+        # failed a check. Its report is above; one more run, with fresh example databases, tells
+        # that apart from a failure of the service, which fails again.
+        print(f"==> Schemathesis stopped on {GENERATOR_FLAKE!r}; running it once more")
+        for database in (".hypothesis", ".schemathesis"):
+            shutil.rmtree(database, ignore_errors=True)
+        returncode, output = run_streaming(command)
+    if returncode != 0:
         fail("Schemathesis found failures (above)")
+
+
+GENERATOR_FLAKE = "Inconsistent results"
+
+
+def run_streaming(command, timeout=1800):
+    """Runs `command`, echoing its output as it comes; returns its exit code and the output. Killed
+    (and the check failed) after `timeout` seconds."""
+    lines = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, "NO_COLOR": "1"}) as process:
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            for line in process.stdout:
+                sys.stdout.write(line)
+                lines.append(line)
+            process.wait()
+        finally:
+            timed_out = not timer.is_alive()
+            timer.cancel()
+    sys.stdout.flush()
+    if timed_out:
+        fail(f"{command[0]} ran longer than {timeout} s")
+    return process.returncode, "".join(lines)
 
 
 def main():

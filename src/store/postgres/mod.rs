@@ -408,25 +408,8 @@ pub(crate) mod testing {
             .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".to_owned())
     }
 
-    /// Drops up to 20 schemas that tests made over an hour ago (a name starts with the second it
-    /// was made), so the `test` database does not grow by a score of schemas a run; one caller at
-    /// a time cleans, the others skip it.
-    const DROP_STALE_TEST_SCHEMAS: &str = r"
-    DO $$
-    DECLARE stale text;
-    BEGIN
-        IF pg_try_advisory_xact_lock(hashtext('aioops test schemas')) THEN
-            FOR stale IN
-                SELECT nspname FROM pg_namespace
-                WHERE nspname ~ '^t_[0-9]{10}_'
-                  AND split_part(nspname, '_', 2)::bigint < extract(epoch FROM now())::bigint - 3600
-                LIMIT 20
-            LOOP
-                EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', stale);
-            END LOOP;
-        END IF;
-    END $$;
-    ";
+    /// Drops the schemas tests made over an hour ago (see the file).
+    const DROP_STALE_TEST_SCHEMAS: &str = include_str!("drop_stale_test_schemas.sql");
 
     /// A fresh, empty schema; the URL that makes it every connection's search path.
     pub(crate) async fn fresh_schema() -> String {
