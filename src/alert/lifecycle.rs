@@ -253,6 +253,16 @@ struct Firing {
     dirty: bool,
 }
 
+/// The rate windows' counters: of this process's tracker, or with a shared store of the one the
+/// rate leader runs (it stores them for every replica to show).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerStats {
+    pub tracked_services: usize,
+    pub untracked_anomalies: u64,
+    pub late_anomalies: u64,
+    pub evicted_services: u64,
+}
+
 /// Per-service sliding windows and alert states.
 #[derive(Debug)]
 pub struct Tracker {
@@ -680,6 +690,16 @@ impl Tracker {
                 true
             }
             None => false,
+        }
+    }
+
+    /// What `GET /api/v1/alerts/stats` reports of the rate windows.
+    pub fn stats(&self) -> TrackerStats {
+        TrackerStats {
+            tracked_services: self.tracked_services(),
+            untracked_anomalies: self.untracked_anomalies(),
+            late_anomalies: self.late_anomalies(),
+            evicted_services: self.evicted_services(),
         }
     }
 

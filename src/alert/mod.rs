@@ -37,8 +37,8 @@ use tokio::task::JoinHandle;
 
 use crate::alert::channel::{Channel, Notification, log_to_console};
 use crate::alert::lifecycle::{
-    AlertRecord, AlertState, JudgedEvent, ShippedBatch, Tracker, TrackerLimits, Transition,
-    TransitionKind,
+    AlertRecord, AlertState, JudgedEvent, ShippedBatch, Tracker, TrackerLimits, TrackerStats,
+    Transition, TransitionKind,
 };
 use crate::alert::rate::RateRules;
 use crate::alert::retry::RetryPolicy;
@@ -479,15 +479,7 @@ impl AlertSystem {
     pub async fn stats(&self) -> Result<Value, StoreError> {
         let outbox = self.inner.store.delivery_counts().await?;
         let firing = self.firing_count().await;
-        let (tracked, untracked, evicted, late) = {
-            let tracker = lock(&self.inner.tracker);
-            (
-                tracker.tracked_services(),
-                tracker.untracked_anomalies(),
-                tracker.evicted_services(),
-                tracker.late_anomalies(),
-            )
-        };
+        let windows = self.window_stats().await?;
         let counters = &self.inner.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut channels = BTreeMap::new();
@@ -504,12 +496,12 @@ impl AlertSystem {
             channels.insert((*name).to_owned(), entry);
         }
         Ok(json!({
-            "tracked_services": tracked,
+            "tracked_services": windows.tracked_services,
             "firing": firing,
             "anomalies_recorded": load(&counters.anomalies),
-            "untracked_anomalies": untracked,
-            "late_anomalies": late,
-            "evicted_services": evicted,
+            "untracked_anomalies": windows.untracked_anomalies,
+            "late_anomalies": windows.late_anomalies,
+            "evicted_services": windows.evicted_services,
             "fired": load(&counters.fired),
             "repeated": load(&counters.repeated),
             "resolved": load(&counters.resolved),
@@ -519,6 +511,21 @@ impl AlertSystem {
             "leaderships": load(&counters.leaderships),
             "channels": channels,
         }))
+    }
+
+    /// The rate windows' counters: this process's, or with a shared store those the rate leader
+    /// stored last (zeros before any leader stored them), so every replica shows the same.
+    async fn window_stats(&self) -> Result<TrackerStats, StoreError> {
+        if !self.inner.store.is_shared() {
+            return Ok(lock(&self.inner.tracker).stats());
+        }
+        let Some(stored) = self.inner.store.rate_leader_stats().await? else {
+            return Ok(TrackerStats::default());
+        };
+        serde_json::from_str(&stored).map_err(|source| StoreError::Corrupt {
+            column: "rate_leader_stats.stats",
+            source,
+        })
     }
 
     /// Fills the alerting part of a `/metrics` scrape: transitions since start-up, the firing

@@ -21,13 +21,15 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::lifecycle::{
-    AlertRecord, JudgedEvent, ShippedBatch, Tracker, Transition, TransitionKind,
+    AlertRecord, JudgedEvent, ShippedBatch, Tracker, TrackerStats, Transition, TransitionKind,
 };
 use super::window::window_of;
 use super::{AlertSystem, outbox_entry, stored_row};
 use crate::alert::channel::{Channel, Notification, log_to_console};
 use crate::detect::JudgedLog;
-use crate::store::{DeliveryStatus, OutboxChannel, RateLeader, SharedBatchEvent, StoreError};
+use crate::store::{
+    DeliveryStatus, LeaderRound, OutboxChannel, RateLeader, SharedBatchEvent, StoreError,
+};
 use crate::sync::lock;
 
 /// How often the leader counts, and a replica stores its merged traffic.
@@ -160,6 +162,7 @@ impl AlertSystem {
         let mut tracker = self.rebuilt_tracker(&leader, keep).await?;
         self.inner.leading.store(true, Ordering::Release);
         let mut behind = false;
+        let mut stored_stats = None;
         loop {
             // A round that took a full page leaves more waiting: the next one starts at once.
             if !behind {
@@ -171,7 +174,9 @@ impl AlertSystem {
                     "the leader's database connection closed".into(),
                 ));
             }
-            behind = self.round(&mut leader, &mut tracker, keep).await?;
+            behind = self
+                .round(&mut leader, &mut tracker, keep, &mut stored_stats)
+                .await?;
         }
     }
 
@@ -213,12 +218,14 @@ impl AlertSystem {
     }
 
     /// Counts what arrived since the last round, ticks, and stores the outcome with the batches'
-    /// consumption in one transaction. Whether more batches are waiting (a full page was read).
+    /// consumption in one transaction, with the tracker's counters when they changed since
+    /// `stored_stats`. Whether more batches are waiting (a full page was read).
     async fn round(
         &self,
         leader: &mut RateLeader,
         tracker: &mut Tracker,
         keep: Duration,
+        stored_stats: &mut Option<TrackerStats>,
     ) -> Result<bool, StoreError> {
         let batches = leader.pending().await?;
         let behind = batches.len() >= RateLeader::PAGE;
@@ -235,9 +242,22 @@ impl AlertSystem {
         }
         let (ticked, changed) = tracker.tick(Utc::now());
         transitions.extend(ticked);
-        if consumed.is_empty() && transitions.is_empty() && changed.is_empty() {
+        let stats = tracker.stats();
+        let new_stats = (*stored_stats != Some(stats)).then_some(stats);
+        if consumed.is_empty()
+            && transitions.is_empty()
+            && changed.is_empty()
+            && new_stats.is_none()
+        {
             return Ok(false);
         }
+        let stats_json = new_stats
+            .map(|stats| serde_json::to_string(&stats))
+            .transpose()
+            .map_err(|source| StoreError::Corrupt {
+                column: "rate_leader_stats.stats",
+                source,
+            })?;
         let now = Utc::now();
         let notifications: Vec<Notification> = transitions
             .iter()
@@ -258,14 +278,20 @@ impl AlertSystem {
         let channels = self.outbox_channels();
         let enqueued = leader
             .commit(
-                &consumed,
+                LeaderRound {
+                    consumed: &consumed,
+                    changed: rows.0,
+                    entries: rows.1,
+                    stats: stats_json,
+                },
                 keep,
-                rows.0,
-                rows.1,
                 channels,
                 self.inner.queue_capacity,
             )
             .await?;
+        if new_stats.is_some() {
+            *stored_stats = new_stats;
+        }
         for notification in &notifications {
             log_to_console(notification);
             let counter = match notification.kind {

@@ -334,6 +334,14 @@ impl Store {
         }
     }
 
+    /// The rate leader's window counters as it stored them last (JSON); always `None` on SQLite.
+    pub async fn rate_leader_stats(&self) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(backend) => backend.rate_leader_stats().await,
+        }
+    }
+
     /// Rate leadership for this replica, if no other holds it; always `None` on SQLite (one
     /// process counts its own rates).
     pub async fn try_lead(&self) -> Result<Option<RateLeader>, StoreError> {

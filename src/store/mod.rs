@@ -41,8 +41,8 @@ pub use alerts::{
 pub use handle::Store;
 pub use models::SettledJobs;
 pub use postgres::{
-    PostgresError, PostgresOptions, RateLeader, SharedBatch, SharedBatchEvent, SharedModel,
-    TrainingLock,
+    LeaderRound, PostgresError, PostgresOptions, RateLeader, SharedBatch, SharedBatchEvent,
+    SharedModel, TrainingLock,
 };
 pub use records::{
     AnomalyOrder, AnomalyQuery, AnomalyRecord, FeedbackRecord, JobStatus, ModelRecord,

@@ -115,14 +115,14 @@ async fn a_burst_split_across_three_replicas_pages_once_and_every_replica_agrees
         alert_ids.push(alerts[0]["id"].clone());
     }
     assert!(alert_ids.iter().all(|id| *id == alert_ids[0]));
-    let leaders: Vec<bool> = {
-        let mut leaders = Vec::new();
-        for replica in 0..3 {
-            let stats = replicas.get(replica, "/api/v1/alerts/stats").await;
-            leaders.push(stats["rate_leader"] == true);
-        }
-        leaders
-    };
+    let mut leaders = Vec::new();
+    for replica in 0..3 {
+        let stats = replicas.get(replica, "/api/v1/alerts/stats").await;
+        leaders.push(stats["rate_leader"] == true);
+        // The windows are the leader's, whichever replica is asked (stored with the alert).
+        assert_eq!(stats["tracked_services"], 1, "replica {replica}: {stats}");
+        assert_eq!(stats["firing"], 1, "replica {replica}: {stats}");
+    }
     assert_eq!(
         leaders.iter().filter(|&&leading| leading).count(),
         1,

@@ -33,6 +33,15 @@ impl Postgres {
         Ok(())
     }
 
+    /// The counters the rate leader stored last (JSON), if one ever did.
+    pub(crate) async fn rate_leader_stats(&self) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT stats FROM rate_leader_stats WHERE id = 1", &[])
+            .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+
     /// Leadership, if no other replica holds it.
     pub(crate) async fn try_lead(&self) -> Result<Option<RateLeader>, StoreError> {
         let client = self.dedicated_connection().await?;
@@ -42,6 +51,19 @@ impl Postgres {
             .try_get(0)?;
         Ok(acquired.then_some(RateLeader { client }))
     }
+}
+
+/// What one round of the rate leader stores ([`RateLeader::commit`]).
+#[derive(Debug)]
+pub struct LeaderRound<'a> {
+    /// The shared batches it counted.
+    pub consumed: &'a [i64],
+    /// Alerts whose state changed.
+    pub changed: Vec<AlertRow>,
+    /// Their notifications.
+    pub entries: Vec<OutboxEntry>,
+    /// The tracker's counters (`alert::TrackerStats` as JSON), when they changed.
+    pub stats: Option<String>,
 }
 
 /// A judged batch as it is shared with the rate leader: when it arrived, and the tracker's JSON.
@@ -125,21 +147,34 @@ impl RateLeader {
             .collect()
     }
 
-    /// In one transaction: marks `consumed` counted, forgets consumed batches older than
-    /// `keep`, and stores the alerts and notifications they caused.
+    /// In one transaction: marks the round's batches counted, forgets consumed batches older
+    /// than `keep`, stores the alerts and notifications they caused and the tracker's counters.
     ///
     /// # Errors
     /// SQL errors, or a lost connection: then nothing is stored, and the caller steps down.
     pub async fn commit(
         &mut self,
-        consumed: &[i64],
+        round: LeaderRound<'_>,
         keep: Duration,
-        changed: Vec<AlertRow>,
-        entries: Vec<OutboxEntry>,
         channels: Vec<OutboxChannel>,
         capacity: usize,
     ) -> Result<Vec<Enqueued>, StoreError> {
+        let LeaderRound {
+            consumed,
+            changed,
+            entries,
+            stats,
+        } = round;
         let transaction = self.client.transaction().await?;
+        if let Some(stats) = stats {
+            transaction
+                .execute(
+                    "INSERT INTO rate_leader_stats (id, stats, updated_at) VALUES (1, $1, now()) \
+                     ON CONFLICT (id) DO UPDATE SET stats = EXCLUDED.stats, updated_at = now()",
+                    &[&stats],
+                )
+                .await?;
+        }
         if !consumed.is_empty() {
             transaction
                 .execute(

@@ -24,7 +24,7 @@ mod leader;
 mod records;
 mod schema;
 
-pub use leader::{RateLeader, SharedBatch, SharedBatchEvent};
+pub use leader::{LeaderRound, RateLeader, SharedBatch, SharedBatchEvent};
 pub use records::{SharedModel, TrainingLock};
 
 use std::path::PathBuf;

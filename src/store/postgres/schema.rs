@@ -119,6 +119,15 @@ CREATE TABLE alert_events (
 CREATE INDEX alert_events_pending ON alert_events (id) WHERE NOT consumed;
 CREATE INDEX alert_events_arrival ON alert_events (arrival);
 "#,
+    // The rate leader's window counters (`alert::TrackerStats` as JSON), for every replica's
+    // GET /api/v1/alerts/stats: one row, replaced by the leader when they change.
+    r#"
+CREATE TABLE rate_leader_stats (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    stats      TEXT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+"#,
 ];
 
 /// The schema version this binary writes.
