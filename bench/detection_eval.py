@@ -113,6 +113,7 @@ DRIFT_PAUSE = 0.1            # seconds between drift batches
 DRIFT_RETRAIN_SECONDS = "1"
 CHECK_F1 = 0.9
 JOINT_SHIFT_SD = (2.8, 3.2)  # a joint shift moves each chosen feature this many standard deviations
+DISTINCT_TRAIN_NOVEL = False  # --distinct-contaminants: training's new values differ from the test's
 CHECK_FPR = 0.005
 METHODS = ["ours", "sklearn@0.05", "sklearn@best", "oracle@0.001"]
 ORACLE_BUDGET = 0.001        # the oracle flags this share of normal logs (the service's default budget)
@@ -365,8 +366,11 @@ def far_spike(svc, r, rng):
     return f"far_spike/{f.name}"
 
 
-def new_category(svc, r, rng):
+def new_category(svc, r, rng, distinct=False):
     field, value = svc.novel[int(rng.integers(len(svc.novel)))]
+    if distinct:  # another new value of the same field: "CRITICAL", "sa-east-1-b", 8 -> 16
+        value = ("CRITICAL" if field == "level" else
+                 value * 2 if isinstance(value, (int, float)) else f"{value}-b")
     if field == "level":
         r["level"] = value
     elif field in svc.by_name:
@@ -421,7 +425,7 @@ SCENARIOS = {
 }
 
 
-def labelled_stream(svc, rng, n, kinds, share, drift_rates=None, step=False):
+def labelled_stream(svc, rng, n, kinds, share, drift_rates=None, step=False, training=False):
     """n records of one service; `share` of them (at random places) anomalies of `kinds`."""
     n_anom = int(round(share * n)) if (kinds or step) else 0
     anomalous = set()
@@ -445,7 +449,10 @@ def labelled_stream(svc, rng, n, kinds, share, drift_rates=None, step=False):
                 kind, sub = "level_change", f"level_change/{name}"
             else:
                 kind = kinds[int(rng.integers(len(kinds)))]
-                sub = MUTATORS[kind](svc, r, rng)
+                if kind == "new_category" and training and DISTINCT_TRAIN_NOVEL:
+                    sub = new_category(svc, r, rng, distinct=True)
+                else:
+                    sub = MUTATORS[kind](svc, r, rng)
         r = svc.finish(r)
         r["kind"], r["sub"] = kind, sub
         out.append(r)
@@ -474,7 +481,7 @@ def build_scenario(name, seed, services):
     train, test = [], []
     for svc in services:
         train.append(labelled_stream(svc, rng, N_TRAIN, spec.get("train_kinds"),
-                                     TRAIN_CONTAMINATION))
+                                     TRAIN_CONTAMINATION, training=True))
         drift_rates = None
         if spec.get("drift"):
             drift_rates = {f.name: rng.uniform(0.4, 0.6) for f in svc.features if f.drift}
@@ -1128,7 +1135,19 @@ def parse_args() -> argparse.Namespace:
                              f"anomalies and FPR <= {CHECK_FPR} in every scenario")
     parser.add_argument("--extra-env", action="append", default=[], metavar="VAR=value",
                         help="environment variable for the service (repeatable)")
+    parser.add_argument("--joint-shift-sd", type=float, default=None, metavar="S",
+                        help="move each feature of a joint shift S +- 0.2 standard deviations "
+                             "(default 2.8-3.2)")
+    parser.add_argument("--distinct-contaminants", action="store_true",
+                        help="contaminated_training's training anomalies use other new values "
+                             "than its test anomalies (CRITICAL, sa-east-1-b, shard_count 16, ...)")
     args = parser.parse_args()
+    if args.distinct_contaminants:
+        globals()["DISTINCT_TRAIN_NOVEL"] = True
+    if args.joint_shift_sd is not None:
+        if not 0.5 <= args.joint_shift_sd <= 20:
+            parser.error("--joint-shift-sd must be between 0.5 and 20")
+        globals()["JOINT_SHIFT_SD"] = (args.joint_shift_sd - 0.2, args.joint_shift_sd + 0.2)
     pairs = []
     for item in args.extra_env:
         if "=" not in item:
@@ -1182,7 +1201,9 @@ def main() -> None:
             "extra_env": dict(args.extra_env), "total_seconds": elapsed,
             "settings": {"n_train_per_service": N_TRAIN, "n_test_per_service": N_TEST,
                          "anomaly_share": ANOMALY_SHARE, "train_contamination": TRAIN_CONTAMINATION,
-                         "batch": BATCH, "drift_batch": DRIFT_BATCH, "drift_pause_s": DRIFT_PAUSE},
+                         "batch": BATCH, "drift_batch": DRIFT_BATCH, "drift_pause_s": DRIFT_PAUSE,
+                         "joint_shift_sd": list(JOINT_SHIFT_SD),
+                         "distinct_contaminants": DISTINCT_TRAIN_NOVEL},
             "summary": summary,
             "runs": all_runs,
             "check_failures": failures,
