@@ -70,6 +70,11 @@ Usage
 -----
     python3 bench/detection_eval.py [--binary target/release/aioops-mcp-iforest] [--only a,b]
         [--seeds N] [--json PATH] [--check] [--extra-env VAR=value ...]
+        [--joint-shift-sd S] [--distinct-contaminants]
+
+--joint-shift-sd S moves each feature of a joint shift S ± 0.2 standard deviations (default 3);
+--distinct-contaminants gives contaminated_training's training anomalies other new values than its
+test anomalies (by default they are the same, each ~3 times in the training sample).
 
 --check exits 1 unless, for ours, every scenario with anomalies has F1 >= 0.9 and every scenario
 (slow_drift included) has a false-positive rate <= 0.005. Ports 8300-8399 on 127.0.0.1 are used.
