@@ -1,44 +1,10 @@
-//! A PostgreSQL schema of its own for each test that shares state between replicas, on the
-//! server the README's test command starts (`scripts/ensure-postgres.sh`; `TEST_DATABASE_URL`
-//! points elsewhere).
+//! PostgreSQL for the tests that share state between replicas: a fresh schema each (the same
+//! helper as the library's unit tests), and a proxy that plays a server going away.
 
-/// `TEST_DATABASE_URL`, or the local server the test command starts.
-pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".to_owned())
-}
+#[path = "../../../src/store/postgres/test_schema.rs"]
+mod test_schema;
 
-/// Drops the schemas tests made over an hour ago (see the file).
-const DROP_STALE_TEST_SCHEMAS: &str =
-    include_str!("../../../src/store/postgres/drop_stale_test_schemas.sql");
-
-/// A fresh, empty schema; the `DATABASE_URL` that makes it every connection's search path.
-pub async fn fresh_database_url() -> String {
-    let url = server_url();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|error| {
-            panic!(
-                "PostgreSQL at {url} (TEST_DATABASE_URL): {error}; the README's test command \
-                 starts one (scripts/ensure-postgres.sh)"
-            )
-        });
-    tokio::spawn(connection);
-    let made = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let schema = format!("t_{made}_{}", uuid::Uuid::new_v4().simple());
-    client
-        .batch_execute(DROP_STALE_TEST_SCHEMAS)
-        .await
-        .expect("drop the schemas of earlier test runs");
-    client
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .expect("create schema");
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}options=-csearch_path%3D{schema}")
-}
+pub use test_schema::{fresh_schema as fresh_database_url, server_url};
 
 /// A TCP proxy in front of PostgreSQL that the test can take down and bring back on the same
 /// port: to the service, exactly a database server that stopped (connections reset, new ones
