@@ -519,13 +519,12 @@ impl AlertSystem {
         if !self.inner.store.is_shared() {
             return Ok(lock(&self.inner.tracker).stats());
         }
-        let Some(stored) = self.inner.store.rate_leader_stats().await? else {
-            return Ok(TrackerStats::default());
-        };
-        serde_json::from_str(&stored).map_err(|source| StoreError::Corrupt {
-            column: "rate_leader_stats.stats",
-            source,
-        })
+        Ok(self
+            .inner
+            .store
+            .rate_leader_stats()
+            .await?
+            .unwrap_or_default())
     }
 
     /// Fills the alerting part of a `/metrics` scrape: transitions since start-up, the firing

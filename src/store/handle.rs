@@ -334,8 +334,8 @@ impl Store {
         }
     }
 
-    /// The rate leader's window counters as it stored them last (JSON); always `None` on SQLite.
-    pub async fn rate_leader_stats(&self) -> Result<Option<String>, StoreError> {
+    /// The rate leader's window counters as it stored them last; always `None` on SQLite.
+    pub async fn rate_leader_stats<T: DeserializeOwned>(&self) -> Result<Option<T>, StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(None),
             Backend::Postgres(backend) => backend.rate_leader_stats().await,

@@ -10,10 +10,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 
 use super::Postgres;
 use super::alerts::record_alerts_in;
-use crate::store::{AlertRow, Enqueued, OutboxChannel, OutboxEntry, StoreError};
+use crate::store::{AlertRow, Enqueued, OutboxChannel, OutboxEntry, StoreError, from_json};
 
 /// The session advisory lock the rate leader holds ("aioops-r").
 const LEADER_LOCK: i64 = 0x6169_6f6f_7073_2d72;
@@ -33,13 +34,16 @@ impl Postgres {
         Ok(())
     }
 
-    /// The counters the rate leader stored last (JSON), if one ever did.
-    pub(crate) async fn rate_leader_stats(&self) -> Result<Option<String>, StoreError> {
+    /// The counters the rate leader stored last, if one ever did.
+    pub(crate) async fn rate_leader_stats<T: DeserializeOwned>(
+        &self,
+    ) -> Result<Option<T>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt("SELECT stats FROM rate_leader_stats WHERE id = 1", &[])
             .await?;
-        Ok(row.map(|row| row.try_get(0)).transpose()?)
+        row.map(|row| from_json("rate_leader_stats.stats", row.try_get(0)?))
+            .transpose()
     }
 
     /// Leadership, if no other replica holds it.
