@@ -402,6 +402,12 @@ def joint_shift(svc, r, rng):
     return "joint_shift/" + "+".join(f.name for f in chosen)
 
 
+def set_joint_shift(sd):
+    """Joint shifts move each chosen feature `sd` ± 0.2 standard deviations from now on."""
+    global JOINT_SHIFT_SD
+    JOINT_SHIFT_SD = (sd - 0.2, sd + 0.2)
+
+
 def far_count(svc, r, rng):
     cands = [f for f in svc.features if f.count]
     f = cands[int(rng.integers(len(cands)))]
@@ -1152,7 +1158,7 @@ def parse_args() -> argparse.Namespace:
     if args.joint_shift_sd is not None:
         if not 0.5 <= args.joint_shift_sd <= 20:
             parser.error("--joint-shift-sd must be between 0.5 and 20")
-        globals()["JOINT_SHIFT_SD"] = (args.joint_shift_sd - 0.2, args.joint_shift_sd + 0.2)
+        set_joint_shift(args.joint_shift_sd)
     pairs = []
     for item in args.extra_env:
         if "=" not in item:

@@ -42,7 +42,7 @@ def main():
                         help="centre of the joint shift in standard deviations (default: the harness's)")
     args = parser.parse_args()
     if args.shift_sd is not None:
-        d.JOINT_SHIFT_SD = (args.shift_sd - 0.2, args.shift_sd + 0.2)
+        d.set_joint_shift(args.shift_sd)
     print(f"joint shift: {d.JOINT_SHIFT_SD[0]:.1f}-{d.JOINT_SHIFT_SD[1]:.1f} standard deviations")
     services = d.make_services()
     _, test = d.build_scenario("joint_shift", 0, services)
